@@ -1,0 +1,85 @@
+"""Loading a model directory with its tokenizer, sampling, and its summary (``sparse-circuits info``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .corpus import CorpusConfig
+from .data import BatchStream
+from .model import SparseGPT
+from .sparsity import nonzero_fraction
+from .tokenizer import EOS, decode, encode, load_tokenizer
+
+
+def load(model_dir: str | Path, device: str | torch.device = "cpu"):
+    """(model, tokenizer, config) from a model directory."""
+    model, config = ckpt.load_model(model_dir, device)
+    tok = load_tokenizer(Path(model_dir) / ckpt.TOKENIZER_FILE)
+    if tok.get_vocab_size() != model.cfg.vocab_size:
+        raise ckpt.CheckpointError(
+            f"{Path(model_dir) / ckpt.TOKENIZER_FILE} has {tok.get_vocab_size()} tokens, model expects {model.cfg.vocab_size}"
+        )
+    return model, tok, config
+
+
+def prompt_ids(tok, text: str) -> list[int]:
+    """A prompt as the model saw text in training: <eos> then the tokens."""
+    return [tok.token_to_id(EOS), *encode(tok, text)]
+
+
+@torch.no_grad()
+def sample(model: SparseGPT, tok, prompt: str, max_new_tokens: int = 40, temperature: float = 0.8, seed: int = 0,
+           stop_at_eos: bool = True) -> str:  # fmt: skip
+    """Prompt plus a sampled continuation (greedy when temperature is 0)."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    ids = prompt_ids(tok, prompt)
+    eos = tok.token_to_id(EOS)
+    start = len(ids)
+    for _ in range(max_new_tokens):
+        ctx = torch.tensor([ids[-model.cfg.n_ctx :]], device=device)
+        logits = model(ctx)[0, -1].float().cpu()
+        if temperature <= 0:
+            nxt = int(logits.argmax())
+        else:
+            nxt = int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=gen))
+        if nxt == eos and stop_at_eos:
+            break
+        ids.append(nxt)
+    return decode(tok, ids[1:start]) + " || " + decode(tok, ids[start:])
+
+
+def model_info(model_dir: str | Path, val_batches: int = 8, device: str | torch.device = "cpu") -> dict:
+    """Summary of a model directory; the nonzero fraction is measured over the sparsified matrices and the
+    validation loss is recomputed on held-out corpus text."""
+    from .train import evaluate_lm
+
+    model, tok, config = load(model_dir, device)
+    weights = {n: w for n, (w, _) in model.sparsifiable_weights().items()}
+    nz, total = nonzero_fraction(weights)
+    corpus = CorpusConfig(**config.get("corpus", {}))
+    stream = BatchStream(corpus, tok, model.cfg.n_ctx, config.get("train", {}).get("batch_size", 32), "val")
+    n_params = model.n_params
+    dense_rest = n_params - total  # biases, norms, sinks, bigram: never sparsified
+    results = config.get("results", {})
+    return {
+        "name": config.get("name", Path(model_dir).name),
+        "d_model": model.cfg.d_model,
+        "n_layer": model.cfg.n_layer,
+        "n_head": model.cfg.n_head,
+        "l0_target": config.get("train", {}).get("l0_target", 1.0),
+        "nonzero_fraction": nz / total,
+        "n_params": n_params,
+        "n_nonzero": nz + int(sum(int((p != 0).sum()) for n, p in model.named_parameters() if n not in weights)),
+        "n_nonzero_sparsified": nz,
+        "n_dense_other": dense_rest,
+        "abstopk_sites": list(model.cfg.abstopk_sites),
+        "val_loss": evaluate_lm(model, stream, val_batches, device),
+        "train_tokens": results.get("train_tokens"),
+        "vocab_size": model.cfg.vocab_size,
+        "package_version": config.get("package_version"),
+        "git_commit": config.get("git_commit"),
+    }
