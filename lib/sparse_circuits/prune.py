@@ -1,0 +1,274 @@
+"""Circuit extraction by pruning with learned node masks (SPEC section 5), many seeds in one run.
+
+Each mask logit tau_i gates one node: forward value a_i + H(tau_i) (x_i - a_i) (Heaviside), backward through
+d/dtau sigmoid(tau_i / T) (straight-through). Loss = task loss + k_coef * (number of kept nodes). S
+independent runs (different seeds and/or k_coef values) share one forward pass: the batch holds S blocks
+of B prompts and the mask has a leading dimension S. Then each run is discretized: nodes ranked by tau,
+the smallest top-k whose loss on fixed evaluation prompts is <= the target found by a vectorized search.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from tqdm.auto import tqdm
+
+from .ablation import Resampler, check_ablation, node_means
+from .corpus import CorpusConfig
+from .data import derived_seed
+from .masking import NodeLayout, masked, record_norm_scales
+from .model import SparseGPT
+from .tasks import SPLITS, Task, TaskData, answer_logits, per_example_loss
+
+
+@dataclass
+class PruneConfig:
+    """Hyperparameters of one pruning run (Drori's defaults where the SPEC gives them)."""
+
+    ablation: str
+    """How pruned nodes are ablated: "zero", "mean" (pretraining mean through the model) or "resample"."""
+    frozen_ln: bool = False
+    """Use the unpruned model's norm scales (1/RMS) on the same batch in the pruned forward pass."""
+    steps: int = 2000
+    batch_size: int = 64
+    """Task prompts per step and run (fresh each step)."""
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.95
+    k_coef: float = 1e-4
+    """Penalty per kept node."""
+    temperature: float = 1.0
+    """Temperature T of the sigmoid surrogate gradient."""
+    init_mean: float = 0.1
+    init_std: float = 0.01
+    target_loss: float = 0.15
+    """Discretization keeps the fewest nodes whose task loss is <= this."""
+    train_split: str = "train"
+    eval_split: str = "train"
+    """Split of the fixed prompts used for discretization (the same prompts for every k)."""
+    eval_n: int = 256
+    """Fixed prompts used for discretization."""
+    search_points: int = 8
+    """Node counts evaluated at once per round of the discretization search."""
+
+    def __post_init__(self) -> None:
+        check_ablation(self.ablation)
+        for s in (self.train_split, self.eval_split):
+            if s not in SPLITS:
+                raise ValueError(f"PruneConfig split {s!r} unknown; allowed: {list(SPLITS)}")
+        for name in ("steps", "batch_size", "eval_n", "search_points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PruneConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0 or self.k_coef < 0 or self.target_loss <= 0:
+            raise ValueError("PruneConfig needs temperature > 0, k_coef >= 0 and target_loss > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PruneConfig:
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ValueError(f"unknown PruneConfig fields {bad}")
+        return cls(**d)
+
+
+def ste_mask(tau: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Heaviside(tau) forward, d sigmoid(tau / T) / d tau backward."""
+    soft = torch.sigmoid(tau / temperature)
+    return (tau > 0).to(tau.dtype) + soft - soft.detach()
+
+
+def topk_masks(tau: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """[S, N] logits, [S] counts -> [S, N] 0/1 masks keeping each row's k highest logits (ties by index)."""
+    order = tau.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(tau.shape[1], device=tau.device).expand_as(order))
+    return (ranks < k[:, None].to(tau.device)).to(tau.dtype)
+
+
+class Pruner:
+    """Everything pruning needs for one (model, task, ablation): layout, ablation values, evaluation prompts."""
+
+    def __init__(self, model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig,
+                 corpus: CorpusConfig | None = None) -> None:  # fmt: skip
+        self.model, self.tok, self.task, self.cfg = model, tokenizer, task, cfg
+        self.device = next(model.parameters()).device
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.layout = NodeLayout(model)
+        self.corpus = corpus or CorpusConfig()
+        self.pool = task.data(cfg.train_split, tokenizer).to(self.device)
+        self.eval_data = task.data(cfg.eval_split, tokenizer, cfg.eval_n).to(self.device)
+        self.means = node_means(model, self.layout, tokenizer, self.corpus) if cfg.ablation == "mean" else None
+        self.resampler = Resampler(model, self.layout, tokenizer, self.corpus) if cfg.ablation == "resample" else None
+
+    @property
+    def n_nodes(self) -> int:
+        return self.layout.n_nodes
+
+    # ---- ablation values and batches ---------------------------------------------------------------
+    def ablation_values(self, seeds: list[int], n_per_seed: int, length: int, step: int):
+        if self.cfg.ablation == "mean":
+            return self.means
+        if self.cfg.ablation == "resample":
+            return self.resampler.values(seeds, n_per_seed, length, step)
+        return None
+
+    def batch(self, seeds: list[int], step: int) -> TaskData:
+        """S blocks of batch_size prompts from the train pool; block s depends only on (seeds[s], step)."""
+        idx = []
+        for s in seeds:
+            g = torch.Generator().manual_seed(derived_seed("prune-batch", s, step) % 2**63)
+            idx.append(torch.randint(len(self.pool), (self.cfg.batch_size,), generator=g))
+        return self.pool.index(torch.cat(idx).to(self.pool.tokens.device))
+
+    def losses(self, mask: torch.Tensor, data: TaskData, ablation, seeds_for_scales=None) -> torch.Tensor:
+        """[S] mean task loss of each mask on its own block of ``data`` (S blocks of equal size)."""
+        S = mask.shape[0]
+        scales = record_norm_scales(self.model, data.tokens) if self.cfg.frozen_ln else None
+        with masked(self.model, self.layout, mask, ablation, scales):
+            logits = self.model(data.tokens)
+        per = per_example_loss(answer_logits(logits, data), data, self.task.loss)
+        return per.view(S, -1).mean(1)
+
+    # ---- training -------------------------------------------------------------------------------------
+    def init_tau(self, seeds: list[int]) -> torch.Tensor:
+        rows = []
+        for s in seeds:
+            g = torch.Generator().manual_seed(derived_seed("prune-init", s) % 2**63)
+            rows.append(self.cfg.init_mean + self.cfg.init_std * torch.randn(self.n_nodes, generator=g))
+        return torch.stack(rows).to(self.device)
+
+    def train_masks(self, seeds: list[int], k_coefs: list[float] | None = None, progress: bool = True) -> tuple[torch.Tensor, list[dict]]:
+        """Learn mask logits for len(seeds) runs at once; returns tau [S, N] and a per-step history."""
+        c = self.cfg
+        S = len(seeds)
+        k_coef = torch.tensor(k_coefs if k_coefs is not None else [c.k_coef] * S, device=self.device)
+        if k_coef.shape != (S,):
+            raise ValueError(f"got {len(k_coef)} k_coef values for {S} seeds")
+        tau = torch.nn.Parameter(self.init_tau(seeds))
+        opt = torch.optim.AdamW([tau], lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1.0 - i / c.steps))
+        history = []
+        for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
+            data = self.batch(seeds, step)
+            abl = self.ablation_values(seeds, c.batch_size, data.tokens.shape[1], step)
+            m = ste_mask(tau, c.temperature)
+            task_loss = self.losses(m, data, abl)
+            kept = m.sum(1)
+            (task_loss + k_coef * kept).sum().backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                tau.clamp_(-1.0, 1.0)
+            if step % 50 == 0 or step == c.steps - 1:
+                history.append({"step": step, "task_loss": task_loss.detach().cpu().tolist(),
+                                "kept": kept.detach().cpu().tolist()})  # fmt: skip
+        return tau.detach(), history
+
+    # ---- discretization -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def loss_at_counts(self, tau: torch.Tensor, counts: torch.Tensor, data: TaskData | None = None,
+                       chunk: int = 32) -> torch.Tensor:  # fmt: skip
+        """[M] task loss on fixed prompts when each tau row keeps its top counts[m] nodes (rows paired with counts)."""
+        data = data or self.eval_data
+        out = []
+        for s in range(0, len(counts), chunk):
+            t, k = tau[s : s + chunk], counts[s : s + chunk]
+            M = len(k)
+            rep = TaskData.cat([data] * M)
+            abl = self.ablation_values([derived_seed("eval", i) for i in range(M)], len(data), rep.tokens.shape[1], -1)
+            out.append(self.losses(topk_masks(t, k), rep, abl))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def discretize(self, tau: torch.Tensor) -> dict:
+        """Per run, the fewest top-ranked nodes whose loss on the fixed evaluation prompts is <= target.
+
+        A vectorized search: first a log-spaced grid of counts from 1 to N for every run at once, then rounds
+        of ``search_points`` counts between the largest failing and the smallest passing count. (A circuit
+        can beat the full model, so the full model is not assumed to pass.) The search assumes loss falls
+        with k between grid points; a run where no count passes keeps the count of lowest loss and has
+        ``reached_target`` False.
+        """
+        S, N, G = tau.shape[0], self.n_nodes, self.cfg.search_points
+        target = self.cfg.target_loss
+        grid = torch.cat([torch.logspace(0, torch.log10(torch.tensor(float(N))), 3 * G).round().long(),
+                          torch.tensor([N])]).unique()  # fmt: skip
+        rows = torch.arange(S).repeat_interleave(len(grid))
+        ks = grid.repeat(S)
+        losses = self.loss_at_counts(tau[rows], ks).view(S, len(grid))
+        full_loss = losses[:, -1].clone()
+        passing = losses <= target
+        reached = passing.any(1)
+        first = torch.where(reached, passing.float().argmax(1), losses.argmin(1))
+        hi, loss_hi = grid[first], losses[torch.arange(S), first]
+        lo = torch.where(first > 0, grid[(first - 1).clamp(min=0)], torch.zeros_like(hi))
+        while True:
+            active = (hi - lo > 1) & reached
+            if not active.any():
+                break
+            cand_rows, cand_k = [], []
+            for s in active.nonzero().flatten().tolist():  # a few candidates per run, never a loop over nodes
+                ks = torch.linspace(float(lo[s]), float(hi[s]), G + 2).round().long()[1:-1].unique()
+                ks = ks[(ks > lo[s]) & (ks < hi[s])]
+                cand_rows += [s] * len(ks)
+                cand_k.append(ks)
+            ks = torch.cat(cand_k)
+            rows = torch.tensor(cand_rows)
+            losses = self.loss_at_counts(tau[rows], ks)
+            for s in active.nonzero().flatten().tolist():
+                sel = rows == s
+                k_s, l_s = ks[sel], losses[sel]
+                ok = l_s <= target
+                if ok.any():
+                    f = int(ok.nonzero()[0])
+                    hi[s], loss_hi[s] = k_s[f], l_s[f]
+                    if f > 0:
+                        lo[s] = k_s[f - 1]
+                else:
+                    lo[s] = k_s[-1]
+        return {"n_nodes": hi.tolist(), "loss": loss_hi.tolist(), "reached_target": reached.tolist(),
+                "full_loss": full_loss.tolist()}  # fmt: skip
+
+
+def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list[int] | int = 1,
+          k_coefs: list[float] | None = None, corpus: CorpusConfig | None = None, progress: bool = True,
+          model_name: str | None = None) -> list:  # fmt: skip
+    """Prune ``model`` on ``task`` for several seeds (and optionally k_coef values) in one batched run.
+
+    Returns one Circuit per run, with nodes, edges, mask logits and all metadata.
+    """
+    from .circuit import Circuit
+
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise ValueError("need at least one seed")
+    pruner = Pruner(model, tokenizer, task, cfg, corpus)
+    t0 = time.perf_counter()
+    tau, history = pruner.train_masks(seeds, k_coefs, progress)
+    t1 = time.perf_counter()
+    disc = pruner.discretize(tau)
+    t2 = time.perf_counter()
+    circuits = []
+    for i, seed in enumerate(seeds):
+        k = disc["n_nodes"][i]
+        nodes = topk_masks(tau[i : i + 1], torch.tensor([k]))[0].bool().cpu()
+        meta = {
+            "model": model_name, "task": task.name, "task_loss_kind": task.loss, "ablation": cfg.ablation,
+            "frozen_ln": cfg.frozen_ln, "seed": seed, "k_coef": (k_coefs[i] if k_coefs else cfg.k_coef),
+            "prune_config": cfg.to_dict(), "loss": disc["loss"][i], "full_model_loss": disc["full_loss"][i],
+            "reached_target": disc["reached_target"][i], "target_loss": cfg.target_loss,
+            "n_seeds_in_run": len(seeds), "train_seconds": t1 - t0, "discretize_seconds": t2 - t1,
+            "final_train_loss": history[-1]["task_loss"][i], "final_kept_during_training": history[-1]["kept"][i],
+        }  # fmt: skip
+        circuits.append(Circuit(nodes=nodes, tau=tau[i].cpu(), meta=meta).with_edges(model))
+    return circuits
+
+

@@ -1,0 +1,166 @@
+"""Word-level tokenizer (Hugging Face ``tokenizers``): one token per lowercased word or punctuation mark.
+
+A word-level vocabulary keeps every name, pronoun and punctuation mark a single token, which the circuit
+tasks need (the answer of a task is one next token). Ids are deterministic: ``<eos>`` is 0, ``<unk>`` is
+1, then the words (sorted for the synthetic corpus, by frequency for a real one). Unknown words map to
+``<unk>``. ``decode`` undoes the pre-tokenization for text written the way the corpus writes it (no space
+before ``. , ? !``, quotes attached to what they enclose), so ``decode(encode(text)) == text`` there.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+EOS, UNK = "<eos>", "<unk>"
+SPECIAL_TOKENS = (EOS, UNK)
+
+# Tokens written without a space before them, and (for "'") without one after them either.
+_NO_SPACE_BEFORE = frozenset(".,?!:;)'")
+_NO_SPACE_AFTER = frozenset("('")
+
+
+def _normalizer() -> normalizers.Normalizer:
+    # Typographic quotes, as in some real datasets, become the plain ones the vocabulary knows.
+    return normalizers.Sequence([
+        normalizers.NFKC(),
+        normalizers.Replace(Regex("[\u201c\u201d]"), '"'),
+        normalizers.Replace(Regex("[\u2018\u2019]"), "'"),
+        normalizers.Lowercase(),
+    ])  # fmt: skip
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    # Split on whitespace, then make every non-word character its own piece ("help?"" -> help ? ").
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Split(Regex(r"[^\w\s]"), behavior="isolated"),
+    ])  # fmt: skip
+
+
+def _from_vocab(words: Iterable[str]) -> Tokenizer:
+    """A tokenizer whose ids are the specials, then ``words`` in the given order (duplicates dropped)."""
+    vocab: dict[str, int] = {}
+    for w in (*SPECIAL_TOKENS, *words):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.normalizer = _normalizer()
+    tok.pre_tokenizer = _pre_tokenizer()
+    tok.add_special_tokens(list(SPECIAL_TOKENS))  # matched before normalization: "<eos>" stays one token
+    return tok
+
+
+def _split_words(text: str) -> list[str]:
+    """Pre-tokenize one text exactly as the tokenizer does."""
+    return [piece for piece, _ in _PRE.pre_tokenize_str(_NORM.normalize_str(text))]
+
+
+_NORM, _PRE = _normalizer(), _pre_tokenizer()
+
+
+def build_tokenizer(words: Iterable[str] | None = None) -> Tokenizer:
+    """Tokenizer over ``words`` (default: the synthetic corpus's whole vocabulary), ids sorted by word."""
+    if words is None:
+        from .corpus import vocabulary
+
+        words = vocabulary()
+    cleaned = set()
+    for w in words:
+        if w in SPECIAL_TOKENS:  # always present, with the fixed ids 0 and 1
+            continue
+        pieces = _split_words(w)
+        if len(pieces) != 1:
+            raise ValueError(f"vocabulary entry {w!r} is not a single word or punctuation mark: {pieces}")
+        cleaned.add(pieces[0])
+    return _from_vocab(sorted(cleaned))
+
+
+def train_tokenizer(texts: Iterable[str], min_frequency: int = 1, max_vocab: int | None = None) -> Tokenizer:
+    """Word-level tokenizer fitted to ``texts``: words seen ``min_frequency`` times or more, most frequent
+    first (ties by word, so the ids do not depend on the order of the texts); at most ``max_vocab`` ids
+    including the two specials."""
+    if max_vocab is not None and max_vocab < len(SPECIAL_TOKENS):
+        raise ValueError(f"max_vocab must be at least {len(SPECIAL_TOKENS)} (the specials), got {max_vocab}")
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(_split_words(text))
+    for special in SPECIAL_TOKENS:
+        counts.pop(special, None)
+    ranked = sorted((w for w, c in counts.items() if c >= min_frequency), key=lambda w: (-counts[w], w))
+    if max_vocab is not None:
+        ranked = ranked[: max_vocab - len(SPECIAL_TOKENS)]
+    return _from_vocab(ranked)
+
+
+def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
+    """Write ``tok`` as a ``tokenizer.json`` file (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path))
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a tokenizer saved by ``save_tokenizer``; a clear error names the file if it is missing or bad."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust side raises a bare Exception on malformed json
+        raise ValueError(f"could not read tokenizer file {path}: {e}") from e
+    for i, special in enumerate(SPECIAL_TOKENS):
+        if tok.token_to_id(special) != i:
+            raise ValueError(f"tokenizer file {path} does not map {special!r} to id {i} as this project does")
+    return tok
+
+
+def encode(tok: Tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` (no special tokens added)."""
+    return tok.encode(text, add_special_tokens=False).ids
+
+
+def encode_batch(tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text (batched in Rust; no special tokens added)."""
+    return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def decode(tok: Tokenizer, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+    """Readable text: words joined by spaces, punctuation attached as the corpus writes it.
+
+    A double quote opens or closes by parity, counted from the start or the last ``<eos>``.
+    """
+    out: list[str] = []
+    in_quote = False
+    glue_next = True  # no space before the first token, nor after an opening quote
+    for i in ids:
+        t = tok.id_to_token(int(i))
+        if t is None:
+            raise ValueError(f"token id {i} is not in the vocabulary (size {tok.get_vocab_size()})")
+        if t in SPECIAL_TOKENS:
+            in_quote = False if t == EOS else in_quote
+            if skip_special_tokens:
+                continue
+        if t == '"':
+            if in_quote:  # closing: attach to the previous token
+                out.append(t)
+            else:
+                out.append(t if glue_next else " " + t)
+            in_quote = not in_quote
+            glue_next = in_quote
+            continue
+        out.append(t if glue_next or t in _NO_SPACE_BEFORE else " " + t)
+        glue_next = t in _NO_SPACE_AFTER
+    return "".join(out)
+
+
+def single_token_id(tok: Tokenizer, word: str) -> int:
+    """The id of ``word`` if it is exactly one known token; ValueError naming the word otherwise."""
+    ids = encode(tok, word)
+    if len(ids) != 1:
+        raise ValueError(f"{word!r} is {len(ids)} tokens ({tok.encode(word).tokens}), not a single token")
+    if ids[0] == tok.token_to_id(UNK) and word != UNK:
+        raise ValueError(f"{word!r} is not in the tokenizer's vocabulary")
+    return ids[0]
