@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from sparse_circuits.model import NODE_SITES, ModelConfig, SparseGPT, abs_topk
 
 

@@ -20,7 +20,12 @@ from . import __version__
 from .model import ModelConfig, SparseGPT
 
 SPARSE_SUFFIX_IDX, SPARSE_SUFFIX_VAL = "::indices", "::values"
-CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, METRICS_FILE = "config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl"
+CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, METRICS_FILE = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "metrics.jsonl",
+)
 
 
 class CheckpointError(ValueError):

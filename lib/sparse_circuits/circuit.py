@@ -137,5 +137,7 @@ class Circuit:
             raise ckpt.CheckpointError(f"{path / CIRCUIT_TENSORS} lacks matching 'nodes' and 'tau' tensors")
         c = cls(t["nodes"].bool(), t["tau"], meta)
         if int(c.nodes.sum()) != meta.get("n_nodes", c.n_nodes):
-            raise ckpt.CheckpointError(f"{path / CIRCUIT_JSON} says {meta.get('n_nodes')} nodes, tensors hold {c.n_nodes}")
+            raise ckpt.CheckpointError(
+                f"{path / CIRCUIT_JSON} says {meta.get('n_nodes')} nodes, tensors hold {c.n_nodes}"
+            )
         return c

@@ -31,7 +31,9 @@ class HookPoint(nn.Module):
             out = fn(x, self)
             if out is not None:
                 if out.shape != x.shape:
-                    raise ValueError(f"hook on {self.name} returned shape {tuple(out.shape)}, expected {tuple(x.shape)}")
+                    raise ValueError(
+                        f"hook on {self.name} returned shape {tuple(out.shape)}, expected {tuple(x.shape)}"
+                    )
                 x = out
         return x
 
@@ -74,9 +76,7 @@ class HookedModule(nn.Module):
         attached: list[tuple[HookPoint, HookFn]] = []
         try:
             for name, fn in fwd_hooks:
-                points = (
-                    [h for n, h in self.hook_dict.items() if name(n)] if callable(name) else self._resolve(name)
-                )
+                points = [h for n, h in self.hook_dict.items() if name(n)] if callable(name) else self._resolve(name)
                 for point in points:
                     point.fns.append(fn)
                     attached.append((point, fn))

@@ -99,7 +99,11 @@ def mask_hook(mask: torch.Tensor, ablation: torch.Tensor | None):
 
 def frozen_scale_hooks(scales: dict[str, torch.Tensor]):
     """Hooks replacing every norm's RMS by the one recorded in the unpruned model (frozen layernorm)."""
-    return [(name, (lambda s: lambda x, h: s.to(x.dtype))(s)) for name, s in scales.items()]
+
+    def replace_with(scale: torch.Tensor):
+        return lambda x, hook: scale.to(x.dtype)
+
+    return [(name, replace_with(scale)) for name, scale in scales.items()]
 
 
 @torch.no_grad()

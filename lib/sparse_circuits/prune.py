@@ -144,7 +144,9 @@ class Pruner:
             rows.append(self.cfg.init_mean + self.cfg.init_std * torch.randn(self.n_nodes, generator=g))
         return torch.stack(rows).to(self.device)
 
-    def train_masks(self, seeds: list[int], k_coefs: list[float] | None = None, progress: bool = True) -> tuple[torch.Tensor, list[dict]]:
+    def train_masks(
+        self, seeds: list[int], k_coefs: list[float] | None = None, progress: bool = True
+    ) -> tuple[torch.Tensor, list[dict]]:
         """Learn mask logits for len(seeds) runs at once; returns tau [S, N] and a per-step history."""
         c = self.cfg
         S = len(seeds)
@@ -272,3 +274,48 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
     return circuits
 
 
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def cmd_prune(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .inference import load
+    from .tasks import get_task
+
+    model, tok, config = load(args.model_dir)
+    cfg = PruneConfig(ablation=args.ablation, frozen_ln=args.frozen_ln, steps=args.steps, batch_size=args.batch_size,
+                      k_coef=args.k_coef, lr=args.lr, target_loss=args.target_loss)  # fmt: skip
+    task = get_task(args.task)
+    circuits = prune(model, tok, task, cfg, seeds=list(range(args.seed, args.seed + args.seeds)),
+                     progress=not args.json, model_name=config.get("name"))  # fmt: skip
+    if args.out:
+        for c in circuits:
+            c.save(Path(args.out) / f"seed{c.meta['seed']}", model)
+    res = {
+        "task": task.name, "ablation": cfg.ablation, "frozen_ln": cfg.frozen_ln,
+        "total_nodes": circuits[0].total_nodes, "target_loss": cfg.target_loss,
+        "seeds": [{"seed": c.meta["seed"], "nodes": c.n_nodes, "edges": c.n_edges, "loss": c.meta["loss"],
+                   "reached_target": c.meta["reached_target"]} for c in circuits],
+    }  # fmt: skip
+    print(json.dumps(res) if args.json else json.dumps(res, indent=2))
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("prune", help="prune a model to task circuits (several seeds in one batched run)")
+    p.add_argument("model_dir")
+    p.add_argument("--task", required=True)
+    p.add_argument("--ablation", required=True, choices=["zero", "mean", "resample"])
+    p.add_argument("--frozen-ln", action="store_true", help="freeze norm scales at the unpruned model's")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds, pruned together")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--steps", type=int, default=PruneConfig.steps)
+    p.add_argument("--batch-size", type=int, default=PruneConfig.batch_size)
+    p.add_argument("--k-coef", type=float, default=PruneConfig.k_coef)
+    p.add_argument("--lr", type=float, default=PruneConfig.lr)
+    p.add_argument("--target-loss", type=float, default=PruneConfig.target_loss)
+    p.add_argument("--out", help="directory to save the circuits (one folder per seed)")
+    p.add_argument("--json", action="store_true", help="one JSON object, no progress bar")
+    p.set_defaults(fn=cmd_prune)

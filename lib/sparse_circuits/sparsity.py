@@ -16,7 +16,9 @@ def n_keep(numel: int, l0: float, n_neurons: int = 0, min_per_neuron: int = MIN_
 
 
 @torch.no_grad()
-def topk_mask(w: torch.Tensor, l0: float, neuron_axis: str | None, min_per_neuron: int = MIN_PER_NEURON) -> torch.Tensor:
+def topk_mask(
+    w: torch.Tensor, l0: float, neuron_axis: str | None, min_per_neuron: int = MIN_PER_NEURON
+) -> torch.Tensor:
     """Boolean mask of the entries kept by the projection of ``w`` onto its top-k entries by |w|.
 
     Each neuron's own top ``min_per_neuron`` entries are kept first ("row": per row, "col": per column),

@@ -79,7 +79,9 @@ class TaskSpec:
             raise TaskSpecError(f"task {self.name!r}: slots must be a non-empty mapping of slot name -> list of words")
         for s in used:
             if s not in self.slots:
-                raise TaskSpecError(f"task {self.name!r}: template uses unknown slot {{{s}}}; slots: {sorted(self.slots)}")
+                raise TaskSpecError(
+                    f"task {self.name!r}: template uses unknown slot {{{s}}}; slots: {sorted(self.slots)}"
+                )
         for s, values in self.slots.items():
             if s not in used:
                 raise TaskSpecError(f"task {self.name!r}: slots.{s} is not used in the template")
@@ -280,7 +282,9 @@ class Task:
         for fld, rule in (("target", self.spec.target), ("incorrect", self.spec.incorrect)):
             for tok in TaskSpec._rule_tokens(rule) if rule else []:
                 if tok not in vocab:
-                    raise TaskSpecError(f"task {self.name!r}: {fld} token {tok!r} is not a single token of the vocabulary")
+                    raise TaskSpecError(
+                        f"task {self.name!r}: {fld} token {tok!r} is not a single token of the vocabulary"
+                    )
 
     def data(self, split: str, tokenizer, n: int | None = None) -> TaskData:
         """The first ``n`` prompts of a split's (fixed, seeded) pool as tensors."""
@@ -470,3 +474,28 @@ def get_task(name: str | TaskSpec | dict) -> Task:
     if name not in BUILTIN_TASKS:
         raise KeyError(f"unknown task {name!r}; known: {task_names()} (or a path to a YAML task spec)")
     return Task(BUILTIN_TASKS[name]())
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from .inference import load
+
+    model, tok, _ = load(args.model_dir)
+    task = get_task(args.task)
+    res = {"task": task.name, "split": args.split, **evaluate(model, task.data(args.split, tok, args.n), task.loss)}
+    print(json.dumps(res) if args.json else "\n".join(f"{k:>15}: {v}" for k, v in res.items()))
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, p_correct and loss of a model on a task split")
+    p.add_argument("model_dir")
+    p.add_argument("--task", required=True, help=f"one of {task_names()} or a YAML task spec")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--n", type=int, default=None, help="number of prompts (default: the whole split pool)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_evaluate)

@@ -21,7 +21,7 @@ from . import checkpoint as ckpt
 from .corpus import CorpusConfig
 from .data import BatchStream
 from .model import ModelConfig, SparseGPT
-from .sparsity import L0_SCHEDULES, l0_at, lr_at, normalize_grad_rms_, nonzero_fraction, project_
+from .sparsity import L0_SCHEDULES, l0_at, lr_at, nonzero_fraction, normalize_grad_rms_, project_
 from .tokenizer import build_tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 
 
@@ -66,7 +66,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.l0_schedule not in L0_SCHEDULES:
-            raise ValueError(f"TrainConfig.l0_schedule: unknown schedule {self.l0_schedule!r}; allowed: {list(L0_SCHEDULES)}")
+            raise ValueError(
+                f"TrainConfig.l0_schedule: unknown schedule {self.l0_schedule!r}; allowed: {list(L0_SCHEDULES)}"
+            )
         if not 0.0 < self.l0_target <= 1.0:
             raise ValueError(f"TrainConfig.l0_target must be in (0, 1], got {self.l0_target}")
         if not 0.0 <= self.anneal_start < self.anneal_end <= 1.0:
@@ -119,7 +121,12 @@ class RunConfig:
             raise ValueError(f"{path}: {e}") from e
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "model": dict(self.model), "train": asdict(self.train), "corpus": asdict(self.corpus)}
+        return {
+            "name": self.name,
+            "model": dict(self.model),
+            "train": asdict(self.train),
+            "corpus": asdict(self.corpus),
+        }
 
 
 def make_tokenizer(corpus: CorpusConfig, n_texts: int = 20000):
@@ -202,7 +209,14 @@ class Trainer:
         for w, axis in self.sparse.values():
             project_(w.data, l0, axis, self.cfg.min_per_neuron)
         self.tokens += rows.shape[0] * (rows.shape[1] - 1)
-        return {"step": step + 1, "tokens": self.tokens, "loss": float(loss), "lr": lr, "l0": l0, "grad_rms": grad_rms}
+        return {
+            "step": step + 1,
+            "tokens": self.tokens,
+            "loss": float(loss.detach()),
+            "lr": lr,
+            "l0": l0,
+            "grad_rms": grad_rms,
+        }
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:

@@ -1,0 +1,26 @@
+import pytest
+import torch
+from sparse_circuits.train import RunConfig, TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
+
+
+def tiny_run(name: str = "tiny", steps: int = 6, l0: float = 0.5, **train_kw) -> RunConfig:
+    """A model small enough to train for a few steps in a second."""
+    kw = dict(steps=steps, batch_size=4, l0_target=l0, eval_every=3, eval_batches=1, log_every=1, checkpoint_every=2)
+    kw.update(train_kw)
+    return RunConfig(name=name, model={"n_layer": 2, "d_model": 32, "n_ctx": 16}, train=TrainConfig(**kw))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A trained (a few steps) tiny sparse model directory shared by tests that only read it."""
+    from sparse_circuits.train import train
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    train(tiny_run(steps=8), out, device="cpu", progress=False)
+    return out
