@@ -1,0 +1,174 @@
+import pytest
+import torch
+
+from sparse_circuits.ablation import Resampler, node_means
+from sparse_circuits.circuit import Circuit, count_edges
+from sparse_circuits.data import BatchStream, derived_seed
+from sparse_circuits.inference import load
+from sparse_circuits.masking import NodeLayout, masked, record_norm_scales
+from sparse_circuits.prune import PruneConfig, Pruner, prune, topk_masks
+from sparse_circuits.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir):
+    model, tok, config = load(tiny_model_dir)
+    return model, tok, get_task("pronoun")
+
+
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+def test_all_nodes_kept_reproduces_the_model(setup, ablation):
+    model, tok, task = setup
+    pr = Pruner(model, tok, task, PruneConfig(ablation=ablation, eval_n=32))
+    data = pr.eval_data
+    base = model(data.tokens)
+    abl = pr.ablation_values([0], len(data), data.tokens.shape[1], 0)
+    with masked(model, pr.layout, torch.ones(1, pr.n_nodes), abl):
+        out = model(data.tokens)
+    assert (out - base).abs().max() <= 1e-5
+
+
+def test_all_nodes_ablated_gives_the_ablation_baseline(setup):
+    model, tok, task = setup
+    pr = Pruner(model, tok, task, PruneConfig(ablation="mean", eval_n=16))
+    tokens = pr.eval_data.tokens
+    with masked(model, pr.layout, torch.zeros(1, pr.n_nodes), pr.means):
+        out = model(tokens)
+
+    # the same by hand: every node site set to its mean
+    def set_to(mean):
+        return lambda x, hook: mean.view(x.shape[2:] if x.dim() == 4 else x.shape[-1:]).expand_as(x)
+
+    ref = model.run_with_hooks(tokens, fwd_hooks=[(s.hook, set_to(pr.means[s.hook])) for s in pr.layout.slices])
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    with masked(model, pr.layout, torch.zeros(1, pr.n_nodes)):
+        zero = model(tokens)
+    # zero-ablating every node leaves only the direct path: embedding -> residual stream -> final norm -> unembedding
+    with torch.no_grad():
+        direct = model.unembed(model.ln_final(model.embed(tokens)))
+    torch.testing.assert_close(zero, direct, atol=1e-5, rtol=1e-5)
+
+
+def test_stored_means_equal_means_recomputed_through_the_model(setup):
+    model, tok, _ = setup
+    layout = NodeLayout(model)
+    means = node_means(model, layout, tok, n_batches=2, batch_size=4)
+    stream = BatchStream(__import__("sparse_circuits.corpus", fromlist=["CorpusConfig"]).CorpusConfig(), tok,
+                         model.cfg.n_ctx, 4, "val")  # fmt: skip
+    rows = torch.cat([stream.batch(derived_seed("means", i) % 10**9)[:, :-1] for i in range(2)])
+    _, cache = model.run_with_cache(rows)  # AbsTopK included: the actual model
+    for s in layout.slices:
+        ref = cache[s.hook].reshape(rows.shape[0] * rows.shape[1], -1).mean(0)
+        torch.testing.assert_close(means[s.hook], ref, atol=1e-5, rtol=1e-4)
+
+
+def test_batched_seeds_equal_seeds_run_one_at_a_time(setup):
+    model, tok, task = setup
+    cfg = PruneConfig(ablation="zero", steps=4, batch_size=8, eval_n=16, search_points=4)
+    together = prune(model, tok, task, cfg, seeds=[3, 5], progress=False)
+    alone = [prune(model, tok, task, cfg, seeds=[s], progress=False)[0] for s in (3, 5)]
+    for a, b in zip(together, alone):
+        torch.testing.assert_close(a.tau, b.tau, atol=1e-5, rtol=0)
+        assert a.n_nodes == b.n_nodes and a.meta["seed"] == b.meta["seed"]
+
+
+def test_k_coef_vector_traces_a_pareto_curve(setup):
+    model, tok, task = setup
+    cfg = PruneConfig(ablation="zero", steps=30, batch_size=8, eval_n=16, lr=0.05)
+    circuits = prune(model, tok, task, cfg, seeds=[0, 0], k_coefs=[0.0, 1.0], progress=False)
+    # a huge penalty per node drives the learned mask far below the unpenalized one
+    assert circuits[1].meta["final_kept_during_training"] < circuits[0].meta["final_kept_during_training"]
+    assert [c.meta["k_coef"] for c in circuits] == [0.0, 1.0]
+
+
+def test_discretization_is_on_fixed_batches_and_minimal(setup):
+    model, tok, task = setup
+    pr = Pruner(model, tok, task, PruneConfig(ablation="zero", eval_n=16, target_loss=50.0))
+    tau = pr.init_tau([0])
+    ks = torch.tensor([10, 100, 10])
+    losses = pr.loss_at_counts(tau.expand(3, -1), ks)
+    assert losses[0] == losses[2]  # the same k gives the same loss: fixed evaluation prompts
+    res = pr.discretize(tau)
+    k = res["n_nodes"][0]
+    assert res["reached_target"][0] and res["loss"][0] <= 50.0
+    if k > 1:
+        assert float(pr.loss_at_counts(tau, torch.tensor([k - 1]))[0]) > 50.0
+
+
+def test_topk_masks_counts():
+    tau = torch.randn(4, 50)
+    k = torch.tensor([0, 1, 17, 50])
+    m = topk_masks(tau, k)
+    assert m.sum(1).tolist() == [0, 1, 17, 50]
+    assert m[2][tau[2].argsort(descending=True)[:17]].all()
+
+
+def test_frozen_layernorm_uses_the_unpruned_scales(setup):
+    model, tok, task = setup
+    pr = Pruner(model, tok, task, PruneConfig(ablation="zero", frozen_ln=True, eval_n=8))
+    tokens = pr.eval_data.tokens
+    unpruned = record_norm_scales(model, tokens)
+    mask = (torch.rand(1, pr.n_nodes) > 0.5).float()
+    seen = {}
+    with masked(model, pr.layout, mask, None, unpruned):
+        model.run_with_hooks(tokens, fwd_hooks=[("*hook_scale", lambda x, h: seen.__setitem__(h.name, x))])
+    for name, scale in unpruned.items():
+        assert torch.equal(seen[name], scale), name
+    with masked(model, pr.layout, mask):
+        _, free = model.run_with_cache(tokens, names_filter="ln_final.hook_scale")
+    assert not torch.allclose(free["ln_final.hook_scale"], unpruned["ln_final.hook_scale"])
+
+
+def test_circuit_save_load_round_trip_and_run(setup, tmp_path):
+    model, tok, task = setup
+    cfg = PruneConfig(ablation="zero", steps=3, batch_size=4, eval_n=8)
+    c = prune(model, tok, task, cfg, seeds=[1], progress=False, model_name="tiny")[0]
+    c.save(tmp_path / "c", model)
+    d = Circuit.load(tmp_path / "c")
+    assert torch.equal(c.nodes, d.nodes) and torch.equal(c.tau, d.tau)
+    assert d.meta["ablation"] == "zero" and d.meta["task"] == "pronoun" and d.meta["model"] == "tiny"
+    assert d.meta["edges"] == c.meta["edges"] and len(d.meta["node_labels"]) == c.n_nodes
+    data = task.data("train", tok, 8)
+    with d.run(model):
+        pruned = model(data.tokens)
+    with masked(model, NodeLayout(model), c.nodes.float()[None]):
+        ref = model(data.tokens)
+    assert torch.equal(pruned, ref)
+    assert d.at_count(5).n_nodes == 5
+    (tmp_path / "c" / "circuit.safetensors").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="circuit.safetensors"):
+        Circuit.load(tmp_path / "c")
+
+
+def test_edge_counts_match_a_brute_force_count(setup):
+    model, _, _ = setup
+    layout = NodeLayout(model)
+    nodes = torch.rand(layout.n_nodes) > 0.6
+    e = count_edges(model, nodes)
+    b = model.blocks[0]
+    kept = lambda site: nodes[layout.sl(0, site)]  # noqa: E731
+    brute = sum(1 for i in range(b.mlp.W_in.weight.shape[0]) for j in range(b.mlp.W_in.weight.shape[1])
+                if b.mlp.W_in.weight[i, j] != 0 and kept("mlp_neuron")[i] and kept("mlp_in")[j])  # fmt: skip
+    one = count_edges(model, nodes & torch.cat([torch.ones(layout.sl(0, "mlp_neuron").stop, dtype=torch.bool),
+                                                torch.zeros(layout.n_nodes - layout.sl(0, "mlp_neuron").stop,
+                                                            dtype=torch.bool)]))  # fmt: skip
+    assert e["total"] == e["weights"] + e["qk_pairs"] + e["residual"] + e["unembed"]
+    assert one["weights"] >= brute > 0
+    assert count_edges(model, torch.zeros(layout.n_nodes, dtype=torch.bool))["total"] == 0
+    assert count_edges(model, torch.ones(layout.n_nodes, dtype=torch.bool))["qk_pairs"] == 2 * model.cfg.d_model
+
+
+@pytest.mark.parametrize("kw, match", [(dict(ablation="average"), "unknown ablation 'average'"),
+                                       (dict(ablation="zero", steps=0), "steps"),
+                                       (dict(ablation="zero", eval_split="dev"), "split 'dev'")])  # fmt: skip
+def test_bad_prune_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        PruneConfig(**kw)
+
+
+def test_resampler_is_reproducible(setup):
+    model, tok, _ = setup
+    r = Resampler(model, NodeLayout(model), tok)
+    a, b = r.rows([1, 2], 3, 7, step=4), r.rows([1, 2], 3, 7, step=4)
+    assert a.shape == (6, 7) and torch.equal(a, b)
+    assert not torch.equal(a, r.rows([1, 2], 3, 7, step=5))
