@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from sparse_circuits.ablation import Resampler, node_means
 from sparse_circuits.circuit import Circuit, count_edges
 from sparse_circuits.data import BatchStream, derived_seed

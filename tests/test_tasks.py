@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from sparse_circuits import corpus
 from sparse_circuits.tasks import (
     SPLITS,
