@@ -117,3 +117,11 @@ def test_residual_abstopk():
     _, cache = m.run_with_cache(torch.randint(0, 50, (2, 5)), names_filter="*resid*")
     for name, x in cache.items():
         assert ((x != 0).sum(-1) <= 8).all(), name
+
+
+def test_logits_at_answer_positions_equal_full_logits():
+    m = small(bigram_table=True)
+    tokens = torch.randint(0, 50, (4, 9))
+    at = torch.tensor([0, 3, 8, 5])
+    full = m(tokens)
+    torch.testing.assert_close(m(tokens, at=at)[:, 0], full[torch.arange(4), at])

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands():
     """Subcommands defined next to their logic (tasks, pruning, notebooks) register here."""
     hooks = []
-    for mod, attr in (("tasks", "add_cli"), ("prune", "add_cli")):
+    for mod, attr in (("tasks", "add_cli"), ("prune", "add_cli"), ("sweep", "add_cli")):
         try:
             module = __import__(f"sparse_circuits.{mod}", fromlist=[attr])
         except ImportError:

@@ -228,8 +228,12 @@ class SparseGPT(HookedModule):
         if self.bigram is not None:
             nn.init.zeros_(self.bigram.weight)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T] int64 -> logits [B, T, V]."""
+    def forward(self, tokens: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, T] int64 -> logits [B, T, V]; with ``at`` [B] (one position per row) -> logits [B, 1, V].
+
+        ``at`` skips the final norm and unembedding everywhere else (both act per token, so this is exact):
+        tasks read only the answer position.
+        """
         B, T = tokens.shape
         x = self.hook_embed(self.embed(tokens))
         if self.pos_embed is not None:
@@ -239,6 +243,9 @@ class SparseGPT(HookedModule):
         x = self.topk_resid(x)
         for block in self.blocks:
             x = block(x)
+        if at is not None:
+            rows = torch.arange(B, device=tokens.device)
+            x, tokens = x[rows, at][:, None], tokens[rows, at][:, None]  # [B, 1, D], [B, 1]
         logits = self.unembed(self.ln_final(x))
         if self.bigram is not None:
             logits = logits + self.bigram(tokens)

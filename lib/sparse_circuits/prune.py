@@ -20,7 +20,7 @@ from .corpus import CorpusConfig
 from .data import derived_seed
 from .masking import NodeLayout, masked, record_norm_scales
 from .model import SparseGPT
-from .tasks import SPLITS, Task, TaskData, answer_logits, per_example_loss
+from .tasks import SPLITS, Task, TaskData, per_example_loss, run_answer_logits
 
 
 @dataclass
@@ -132,8 +132,8 @@ class Pruner:
         S = mask.shape[0]
         scales = record_norm_scales(self.model, data.tokens) if self.cfg.frozen_ln else None
         with masked(self.model, self.layout, mask, ablation, scales):
-            logits = self.model(data.tokens)
-        per = per_example_loss(answer_logits(logits, data), data, self.task.loss)
+            logits = run_answer_logits(self.model, data)
+        per = per_example_loss(logits, data, self.task.loss)
         return per.view(S, -1).mean(1)
 
     # ---- training -------------------------------------------------------------------------------------
@@ -145,22 +145,31 @@ class Pruner:
         return torch.stack(rows).to(self.device)
 
     def train_masks(
-        self, seeds: list[int], k_coefs: list[float] | None = None, progress: bool = True
-    ) -> tuple[torch.Tensor, list[dict]]:
-        """Learn mask logits for len(seeds) runs at once; returns tau [S, N] and a per-step history."""
+        self, seeds: list[int], k_coefs: list[float] | None = None, lrs: list[float] | None = None,
+        progress: bool = True,
+    ) -> tuple[torch.Tensor, list[dict]]:  # fmt: skip
+        """Learn mask logits for len(seeds) runs at once; returns tau [S, N] and a per-step history.
+
+        Run s has its own seed, penalty k_coefs[s] and learning rate lrs[s] (one AdamW parameter group per
+        run, so runs never interact); the forward pass is shared.
+        """
         c = self.cfg
         S = len(seeds)
-        k_coef = torch.tensor(k_coefs if k_coefs is not None else [c.k_coef] * S, device=self.device)
-        if k_coef.shape != (S,):
-            raise ValueError(f"got {len(k_coef)} k_coef values for {S} seeds")
-        tau = torch.nn.Parameter(self.init_tau(seeds))
-        opt = torch.optim.AdamW([tau], lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
+        k_coefs = list(k_coefs) if k_coefs is not None else [c.k_coef] * S
+        lrs = list(lrs) if lrs is not None else [c.lr] * S
+        if len(k_coefs) != S or len(lrs) != S:
+            raise ValueError(f"got {len(k_coefs)} k_coef and {len(lrs)} lr values for {S} seeds")
+        k_coef = torch.tensor(k_coefs, device=self.device)
+        init = self.init_tau(seeds)
+        taus = [torch.nn.Parameter(init[s].clone()) for s in range(S)]
+        opt = torch.optim.AdamW([{"params": [t], "lr": lr} for t, lr in zip(taus, lrs)], betas=(c.beta1, c.beta2),
+                                weight_decay=c.weight_decay)  # fmt: skip
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1.0 - i / c.steps))
         history = []
         for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
             data = self.batch(seeds, step)
             abl = self.ablation_values(seeds, c.batch_size, data.tokens.shape[1], step)
-            m = ste_mask(tau, c.temperature)
+            m = ste_mask(torch.stack(taus), c.temperature)
             task_loss = self.losses(m, data, abl)
             kept = m.sum(1)
             (task_loss + k_coef * kept).sum().backward()
@@ -168,11 +177,12 @@ class Pruner:
             sched.step()
             opt.zero_grad(set_to_none=True)
             with torch.no_grad():
-                tau.clamp_(-1.0, 1.0)
+                for t in taus:
+                    t.clamp_(-1.0, 1.0)
             if step % 50 == 0 or step == c.steps - 1:
                 history.append({"step": step, "task_loss": task_loss.detach().cpu().tolist(),
                                 "kept": kept.detach().cpu().tolist()})  # fmt: skip
-        return tau.detach(), history
+        return torch.stack([t.detach() for t in taus]), history
 
     # ---- discretization -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -241,8 +251,8 @@ class Pruner:
 
 
 def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list[int] | int = 1,
-          k_coefs: list[float] | None = None, corpus: CorpusConfig | None = None, progress: bool = True,
-          model_name: str | None = None) -> list:  # fmt: skip
+          k_coefs: list[float] | None = None, lrs: list[float] | None = None, corpus: CorpusConfig | None = None,
+          progress: bool = True, model_name: str | None = None, pruner: Pruner | None = None) -> list:  # fmt: skip
     """Prune ``model`` on ``task`` for several seeds (and optionally k_coef values) in one batched run.
 
     Returns one Circuit per run, with nodes, edges, mask logits and all metadata.
@@ -252,9 +262,9 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise ValueError("need at least one seed")
-    pruner = Pruner(model, tokenizer, task, cfg, corpus)
+    pruner = pruner or Pruner(model, tokenizer, task, cfg, corpus)
     t0 = time.perf_counter()
-    tau, history = pruner.train_masks(seeds, k_coefs, progress)
+    tau, history = pruner.train_masks(seeds, k_coefs, lrs, progress)
     t1 = time.perf_counter()
     disc = pruner.discretize(tau)
     t2 = time.perf_counter()
@@ -264,7 +274,7 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
         nodes = topk_masks(tau[i : i + 1], torch.tensor([k]))[0].bool().cpu()
         meta = {
             "model": model_name, "task": task.name, "task_loss_kind": task.loss, "ablation": cfg.ablation,
-            "frozen_ln": cfg.frozen_ln, "seed": seed, "k_coef": (k_coefs[i] if k_coefs else cfg.k_coef),
+            "frozen_ln": cfg.frozen_ln, "seed": seed, "k_coef": (k_coefs[i] if k_coefs else cfg.k_coef), "lr": (lrs[i] if lrs else cfg.lr),
             "prune_config": cfg.to_dict(), "loss": disc["loss"][i], "full_model_loss": disc["full_loss"][i],
             "reached_target": disc["reached_target"][i], "target_loss": cfg.target_loss,
             "n_seeds_in_run": len(seeds), "train_seconds": t1 - t0, "discretize_seconds": t2 - t1,

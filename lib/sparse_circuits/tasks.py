@@ -314,8 +314,15 @@ def encode_prompts(tokenizer, texts, assigns, correct, incorrect) -> TaskData:
 
 
 def answer_logits(logits: torch.Tensor, data: TaskData) -> torch.Tensor:
-    """[N, T, V] -> [N, V] at each prompt's answer position."""
+    """[N, T, V] -> [N, V] at each prompt's answer position ([N, 1, V] from ``model(tokens, at=last)`` too)."""
+    if logits.shape[1] == 1:
+        return logits[:, 0]
     return logits[torch.arange(logits.shape[0], device=logits.device), data.last.to(logits.device)]
+
+
+def run_answer_logits(model, data: TaskData) -> torch.Tensor:
+    """[N, V] logits at the answer positions, computing the unembedding only there."""
+    return model(data.tokens, at=data.last)[:, 0]
 
 
 def per_example_loss(ans_logits: torch.Tensor, data: TaskData, loss: str) -> torch.Tensor:
@@ -343,7 +350,7 @@ def task_answer_logits(model, data: TaskData, batch_size: int = 512) -> torch.Te
     out = []
     for s in range(0, len(data), batch_size):
         part = data.index(range(s, min(len(data), s + batch_size))).to(device)
-        out.append(answer_logits(model(part.tokens), part).float().cpu())
+        out.append(run_answer_logits(model, part).float().cpu())
     return torch.cat(out)
 
 
