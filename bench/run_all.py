@@ -1,0 +1,10 @@
+"""make bench: every benchmark in sequence (results printed and written to bench/results/)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+for script in ("bench_corpus.py", "bench_train.py", "bench_prune.py"):
+    print(f"== {script}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE)
