@@ -83,3 +83,32 @@ def model_info(model_dir: str | Path, val_batches: int = 8, device: str | torch.
         "package_version": config.get("package_version"),
         "git_commit": config.get("git_commit"),
     }
+
+
+@torch.no_grad()
+def activation_density(model: SparseGPT, tok, corpus: CorpusConfig | None = None, n_batches: int = 2,
+                       batch_size: int = 16) -> dict[str, list[float]]:  # fmt: skip
+    """Fraction of nonzero activations at each node site (per layer) on held-out corpus text."""
+    from .model import NODE_SITES
+
+    device = next(model.parameters()).device
+    stream = BatchStream(corpus or CorpusConfig(), tok, model.cfg.n_ctx, batch_size, "val")
+    hooks = {
+        (layer, site): name for layer in range(model.cfg.n_layer) for site, name in model.node_hook_names(layer).items()
+    }
+    nonzero = dict.fromkeys(hooks, 0.0)
+    total = dict.fromkeys(hooks, 0)
+    for i in range(n_batches):
+        _, cache = model.run_with_cache(stream.batch(i).to(device)[:, :-1], names_filter=list(hooks.values()))
+        for key, name in hooks.items():
+            nonzero[key] += float((cache[name] != 0).sum())
+            total[key] += cache[name].numel()
+    return {
+        site: [nonzero[(layer, site)] / total[(layer, site)] for layer in range(model.cfg.n_layer)]
+        for site in NODE_SITES
+    }
+
+
+def weight_density(model: SparseGPT) -> dict[str, float]:
+    """Fraction of nonzero entries of each sparsified weight matrix."""
+    return {name: float((w != 0).float().mean()) for name, (w, _) in model.sparsifiable_weights().items()}

@@ -37,8 +37,12 @@ def results_dir(profile: str = "full") -> Path:
 def model_dir(name: str) -> Path:
     d = MODELS_DIR / name
     if not (d / "config.json").exists():
-        known = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").exists()) if MODELS_DIR.exists() else []
-        raise FileNotFoundError(f"no shipped model {name!r} in {MODELS_DIR}; available: {known} (make models trains them)")
+        known = (
+            sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.json").exists()) if MODELS_DIR.exists() else []
+        )
+        raise FileNotFoundError(
+            f"no shipped model {name!r} in {MODELS_DIR}; available: {known} (make models trains them)"
+        )
     return d
 
 

@@ -23,7 +23,9 @@ def savefig(fig, name: str, profile: str = "full") -> Path:
 def node_counts_by_site(nodes, model) -> dict[str, list[int]]:
     """site -> kept nodes per layer."""
     layout = NodeLayout(model)
-    return {site: [int(nodes[layout.sl(layer, site)].sum()) for layer in range(model.cfg.n_layer)] for site in NODE_SITES}
+    return {
+        site: [int(nodes[layout.sl(layer, site)].sum()) for layer in range(model.cfg.n_layer)] for site in NODE_SITES
+    }
 
 
 def plot_site_counts(nodes, model, title: str = ""):
