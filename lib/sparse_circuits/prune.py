@@ -20,7 +20,7 @@ from .corpus import CorpusConfig
 from .data import derived_seed
 from .masking import NodeLayout, masked, record_norm_scales
 from .model import SparseGPT
-from .tasks import SPLITS, Task, TaskData, per_example_loss, run_answer_logits
+from .tasks import SPLITS, Task, TaskData, filter_prompts, per_example_loss, run_answer_logits
 
 
 @dataclass
@@ -51,8 +51,10 @@ class PruneConfig:
     """Split of the fixed prompts used for discretization (the same prompts for every k)."""
     eval_n: int = 256
     """Fixed prompts used for discretization."""
-    search_points: int = 8
+    search_points: int = 6
     """Node counts evaluated at once per round of the discretization search."""
+    filter_prompts: bool = False
+    """Prune only on train prompts the model itself gets right (p > 0.3 full, > 0.8 binary; Drori's filter)."""
 
     def __post_init__(self) -> None:
         check_ablation(self.ablation)
@@ -103,6 +105,11 @@ class Pruner:
         self.layout = NodeLayout(model)
         self.corpus = corpus or CorpusConfig()
         self.pool = task.data(cfg.train_split, tokenizer).to(self.device)
+        self.kept_fraction = 1.0
+        if cfg.filter_prompts:
+            self.pool, self.kept_fraction = filter_prompts(model, self.pool)
+            if len(self.pool) == 0:
+                raise ValueError(f"no {task.name} train prompts pass the filter: the model does not know the task")
         self.eval_data = task.data(cfg.eval_split, tokenizer, cfg.eval_n).to(self.device)
         self.means = node_means(model, self.layout, tokenizer, self.corpus) if cfg.ablation == "mean" else None
         self.resampler = Resampler(model, self.layout, tokenizer, self.corpus) if cfg.ablation == "resample" else None
@@ -211,7 +218,7 @@ class Pruner:
         """
         S, N, G = tau.shape[0], self.n_nodes, self.cfg.search_points
         target = self.cfg.target_loss
-        grid = torch.cat([torch.logspace(0, torch.log10(torch.tensor(float(N))), 3 * G).round().long(),
+        grid = torch.cat([torch.logspace(0, torch.log10(torch.tensor(float(N))), 2 * G).round().long(),
                           torch.tensor([N])]).unique()  # fmt: skip
         rows = torch.arange(S).repeat_interleave(len(grid))
         ks = grid.repeat(S)
@@ -277,7 +284,7 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
             "frozen_ln": cfg.frozen_ln, "seed": seed, "k_coef": (k_coefs[i] if k_coefs else cfg.k_coef), "lr": (lrs[i] if lrs else cfg.lr),
             "prune_config": cfg.to_dict(), "loss": disc["loss"][i], "full_model_loss": disc["full_loss"][i],
             "reached_target": disc["reached_target"][i], "target_loss": cfg.target_loss,
-            "n_seeds_in_run": len(seeds), "train_seconds": t1 - t0, "discretize_seconds": t2 - t1,
+            "n_seeds_in_run": len(seeds), "train_prompts": len(pruner.pool), "filter_kept_fraction": pruner.kept_fraction, "train_seconds": t1 - t0, "discretize_seconds": t2 - t1,
             "final_train_loss": history[-1]["task_loss"][i], "final_kept_during_training": history[-1]["kept"][i],
         }  # fmt: skip
         circuits.append(Circuit(nodes=nodes, tau=tau[i].cpu(), meta=meta).with_edges(model))
