@@ -32,6 +32,18 @@ def model_table() -> list[str]:
     return rows
 
 
+def samples_block() -> list[str]:
+    """Greedy samples recorded by the training notebook (prompt || continuation)."""
+    path = FIGURES_DIR / "results" / "01_training.json"
+    samples = json.loads(path.read_text()).get("samples", {}) if path.exists() else {}
+    if not samples:
+        return []
+    lines = ["", "Greedy samples (prompt `||` continuation):", "", "```"]
+    for name, texts in samples.items():
+        lines += [f"{name}:", *(f"  {t}" for t in texts)]
+    return [*lines, "```"]
+
+
 def claims_table() -> list[str]:
     rows = []
     for path in sorted((FIGURES_DIR / "results").glob("*.json")):
@@ -56,7 +68,8 @@ def timings_table() -> list[str]:
 
 
 def results_markdown() -> str:
-    lines = ["### Shipped models", "", *model_table(), "", "### Claims", "", *claims_table(), *timings_table()]
+    lines = ["### Shipped models", "", *model_table(), *samples_block(), "", "### Claims", "", *claims_table(),
+             *timings_table()]  # fmt: skip
     return "\n".join(lines)
 
 
