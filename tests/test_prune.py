@@ -171,3 +171,16 @@ def test_resampler_is_reproducible(setup):
     a, b = r.rows([1, 2], 3, 7, step=4), r.rows([1, 2], 3, 7, step=4)
     assert a.shape == (6, 7) and torch.equal(a, b)
     assert not torch.equal(a, r.rows([1, 2], 3, 7, step=5))
+
+
+def test_frozen_layernorm_pruning_runs_and_is_recorded(setup):
+    model, tok, task = setup
+    cfg = PruneConfig(ablation="mean", frozen_ln=True, steps=3, batch_size=4, eval_n=8)
+    c = prune(model, tok, task, cfg, seeds=[0], progress=False)[0]
+    assert c.meta["frozen_ln"] and c.meta["prune_config"]["frozen_ln"] and c.meta["ablation"] == "mean"
+    # with every node kept, frozen norms change nothing: the scales are the model's own
+    pr = Pruner(model, tok, task, cfg)
+    data = pr.eval_data
+    full = pr.losses(torch.ones(1, pr.n_nodes), data, pr.means)
+    base = torch.nn.functional.cross_entropy(model(data.tokens, at=data.last)[:, 0], data.correct)
+    torch.testing.assert_close(full[0], base, atol=1e-5, rtol=1e-5)

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from sparse_circuits import paths, report
 
 

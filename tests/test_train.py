@@ -115,3 +115,11 @@ def test_exponential_schedule_reaches_target(tmp_path):
     t = Trainer(tiny_run(steps=10, l0=0.25, l0_schedule="exponential"), tmp_path / "e", "cpu")
     assert t.l0(0) == 1.0 and t.l0(9) == pytest.approx(0.25)
     assert t.lr(9) > 0 and torch.isfinite(torch.tensor(t.lr(5)))
+
+
+def test_training_never_overwrites_a_finished_model(tmp_path):
+    Trainer(tiny_run(steps=2), tmp_path / "m", "cpu").run(progress=False)
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a trained model"):
+        Trainer(tiny_run(steps=2), tmp_path / "m", "cpu").run(progress=False)
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before

@@ -107,9 +107,14 @@ def frozen_scale_hooks(scales: dict[str, torch.Tensor]):
 
 
 @torch.no_grad()
-def record_norm_scales(model: SparseGPT, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The RMS every norm divides by, in the unpruned model on these tokens (AbsTopK included)."""
-    _, cache = model.run_with_cache(tokens, names_filter=NORM_SCALE_HOOKS)
+def record_norm_scales(
+    model: SparseGPT, tokens: torch.Tensor, at: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """The RMS every norm divides by, in the unpruned model on these tokens (AbsTopK included).
+
+    Pass the same ``at`` as the pruned forward pass will get, so the final norm's scales match its positions.
+    """
+    _, cache = model.run_with_cache(tokens, names_filter=NORM_SCALE_HOOKS, at=at)
     return cache
 
 

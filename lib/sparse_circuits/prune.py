@@ -137,7 +137,7 @@ class Pruner:
     def losses(self, mask: torch.Tensor, data: TaskData, ablation, seeds_for_scales=None) -> torch.Tensor:
         """[S] mean task loss of each mask on its own block of ``data`` (S blocks of equal size)."""
         S = mask.shape[0]
-        scales = record_norm_scales(self.model, data.tokens) if self.cfg.frozen_ln else None
+        scales = record_norm_scales(self.model, data.tokens, data.last) if self.cfg.frozen_ln else None
         with masked(self.model, self.layout, mask, ablation, scales):
             logits = run_answer_logits(self.model, data)
         per = per_example_loss(logits, data, self.task.loss)
@@ -203,7 +203,7 @@ class Pruner:
             M = len(k)
             rep = TaskData.cat([data] * M)
             abl = self.ablation_values([derived_seed("eval", i) for i in range(M)], len(data), rep.tokens.shape[1], -1)
-            out.append(self.losses(topk_masks(t, k), rep, abl))
+            out.append(self.losses(topk_masks(t, k), rep, abl).cpu())
         return torch.cat(out)
 
     @torch.no_grad()

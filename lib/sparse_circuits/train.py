@@ -272,6 +272,10 @@ class Trainer:
     def run(self, stop_after: int | None = None, progress: bool = True) -> dict:
         """Train to ``cfg.steps`` (or stop after ``stop_after`` steps, for tests), then write the model files."""
         resumed = self.load_checkpoint()
+        if not resumed and (self.out / ckpt.WEIGHTS_FILE).exists():
+            raise FileExistsError(
+                f"{self.out} already holds a trained model ({ckpt.WEIGHTS_FILE}); choose another --out or delete it"
+            )
         self._truncate_metrics() if resumed else (self.out / ckpt.METRICS_FILE).unlink(missing_ok=True)
         c = self.cfg
         end = c.steps if stop_after is None else min(c.steps, stop_after)
