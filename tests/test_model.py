@@ -125,3 +125,22 @@ def test_logits_at_answer_positions_equal_full_logits():
     at = torch.tensor([0, 3, 8, 5])
     full = m(tokens)
     torch.testing.assert_close(m(tokens, at=at)[:, 0], full[torch.arange(4), at])
+
+
+def test_answer_position_forward_matches_the_full_forward_at_every_hook():
+    m = small(abstopk_sites=("q", "k", "v", "attn_out", "mlp_neuron", "mlp_out", "resid"))
+    tokens = torch.randint(0, 50, (4, 9))
+    at = torch.tensor([0, 3, 8, 5])
+    rows = torch.arange(4)
+    _, full = m.run_with_cache(tokens)
+    _, part = m.run_with_cache(tokens, at=at)
+    last = f"blocks.{m.cfg.n_layer - 1}."
+    for name, x in full.items():
+        y = part[name]
+        if y.shape == x.shape:
+            torch.testing.assert_close(y, x, msg=name)  # earlier layers, keys and values: every position
+        elif "hook_pattern" in name or "hook_attn_scores" in name:
+            torch.testing.assert_close(y[:, :, 0], x[rows, :, at], msg=name)  # [B, H, 1, 1+T]
+        else:
+            assert name.startswith(last) or name.startswith(("ln_final", "hook_logits")), name
+            torch.testing.assert_close(y[:, 0], x[rows, at], msg=name)

@@ -20,11 +20,17 @@ def test_all_nodes_kept_reproduces_the_model(setup, ablation):
     model, tok, task = setup
     pr = Pruner(model, tok, task, PruneConfig(ablation=ablation, eval_n=32))
     data = pr.eval_data
-    base = model(data.tokens)
-    abl = pr.ablation_values([0], len(data), data.tokens.shape[1], 0)
+    base = model(data.tokens, at=data.last)
+    abl = pr.ablation_values([0], data, 0)
+    with masked(model, pr.layout, torch.ones(1, pr.n_nodes), abl):
+        out = model(data.tokens, at=data.last)
+    assert (out - base).abs().max() <= 1e-5
+    # and the full forward (every position) with full-shape values
+    if ablation == "resample":
+        abl = pr.resampler.values([0], len(data), data.tokens.shape[1], 0)
     with masked(model, pr.layout, torch.ones(1, pr.n_nodes), abl):
         out = model(data.tokens)
-    assert (out - base).abs().max() <= 1e-5
+    assert (out - model(data.tokens)).abs().max() <= 1e-5
 
 
 def test_all_nodes_ablated_gives_the_ablation_baseline(setup):
@@ -184,3 +190,10 @@ def test_frozen_layernorm_pruning_runs_and_is_recorded(setup):
     full = pr.losses(torch.ones(1, pr.n_nodes), data, pr.means)
     base = torch.nn.functional.cross_entropy(model(data.tokens, at=data.last)[:, 0], data.correct)
     torch.testing.assert_close(full[0], base, atol=1e-5, rtol=1e-5)
+
+
+def test_resample_pruning_runs_end_to_end(setup):
+    model, tok, task = setup
+    cfg = PruneConfig(ablation="resample", steps=2, batch_size=4, eval_n=8)
+    c = prune(model, tok, get_task("ioi"), cfg, seeds=[0, 1], progress=False)
+    assert [x.meta["ablation"] for x in c] == ["resample", "resample"] and all(x.n_nodes >= 1 for x in c)

@@ -65,10 +65,12 @@ class Resampler:
         return torch.cat(out)
 
     @torch.no_grad()
-    def values(self, seeds: list[int], n_per_seed: int, length: int, step: int) -> dict[str, torch.Tensor]:
+    def values(self, seeds: list[int], n_per_seed: int, length: int, step: int,
+               at: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Node activations on corpus rows; pass the ``at`` the masked forward pass uses, so shapes match."""
         device = next(self.model.parameters()).device
         rows = self.rows(seeds, n_per_seed, length, step).to(device)
         if rows.shape[1] < length:
             raise ValueError(f"prompts of {length} tokens are longer than the corpus rows ({rows.shape[1]})")
-        _, cache = self.model.run_with_cache(rows, names_filter=self.names)
+        _, cache = self.model.run_with_cache(rows, names_filter=self.names, at=at)
         return {n: _flat(cache[n]) for n in self.names}

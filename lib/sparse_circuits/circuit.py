@@ -102,6 +102,12 @@ class Circuit:
         layout = NodeLayout(model)
         return [layout.label(i) for i in self.nodes.nonzero().flatten().tolist()]
 
+    def to_html(self, path, model: SparseGPT, tok, **kw) -> Path:
+        """One self-contained HTML inspector of this circuit (see inspector.circuit_to_html)."""
+        from .inspector import circuit_to_html
+
+        return circuit_to_html(model, tok, self, path, **kw)
+
     @contextlib.contextmanager
     def run(self, model: SparseGPT, ablation: dict[str, torch.Tensor] | None = None,
             frozen_ln_tokens: torch.Tensor | None = None):  # fmt: skip

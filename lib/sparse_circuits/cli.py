@@ -83,16 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands():
-    """Subcommands defined next to their logic (tasks, pruning, notebooks) register here."""
-    hooks = []
-    for mod, attr in (("tasks", "add_cli"), ("prune", "add_cli"), ("sweep", "add_cli")):
-        try:
-            module = __import__(f"sparse_circuits.{mod}", fromlist=[attr])
-        except ImportError:
-            continue
-        if hasattr(module, attr):
-            hooks.append(getattr(module, attr))
-    return hooks
+    """Subcommands defined next to their logic register here."""
+    from . import inspector, prune, sweep, tasks
+
+    return [tasks.add_cli, prune.add_cli, sweep.add_cli, inspector.add_cli]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """Rendering a circuit for people: the layered graph as SVG or matplotlib, node panels as HTML, and the
-self-contained HTML page of ``inspect.circuit_to_html``.
+self-contained HTML page of ``inspector.circuit_to_html``.
 
 Every token and label goes through ``esc`` (``html.escape``) or, in the page's JSON, through ``json_for_html``,
 so a vocabulary word such as ``<script>`` shows as text. Colours: blue positive, red negative; edge width
@@ -14,7 +14,7 @@ import json
 
 import torch
 
-from .inspect import (
+from .inspector import (
     InspectorData,
     adjacency,
     bias_like_nodes,
@@ -76,11 +76,24 @@ def _on_path(s: str, d: str, sel: set[str], up: set[str], down: set[str]) -> boo
 # ---------------------------------------------------------------------------------------- graph
 
 
+def drawn_edges(graph: dict, max_edges: int | None) -> list[int]:
+    """Indices of the edges to draw: all, or the ``max_edges`` strongest relative to their kind's largest."""
+    n = len(graph["edges"])
+    if max_edges is None or n <= max_edges:
+        return list(range(n))
+    top: dict[str, float] = {}
+    for e in graph["edges"]:
+        top[e.kind] = max(top.get(e.kind, 0.0), abs(e.weight))
+    rel = torch.tensor([abs(e.weight) / top[e.kind] for e in graph["edges"]])
+    return sorted(rel.topk(max_edges).indices.tolist())
+
+
 def graph_svg(graph: dict, positions: dict | None = None, highlight: str | None = None, adj=None,
-              row_height: int = 34, max_width: int = 6000) -> str:  # fmt: skip
+              row_height: int = 34, max_width: int = 6000, max_edges: int | None = 15000) -> str:  # fmt: skip
     """The layered graph as an inline SVG string (embed at the bottom, logits at the top). With a highlight
     node, it and its upstream and downstream nodes and the edges between them stand out. Circles carry
-    ``data-i`` (position in graph["nodes"]) and lines ``data-s``/``data-d``, for the HTML page's script."""
+    ``data-i`` (position in graph["nodes"]) and lines ``data-s``/``data-d``, for the HTML page's script.
+    Beyond ``max_edges`` only the strongest edges are drawn (a dense model's circuit can have 10^5)."""
     pos = positions or layout(graph)
     n_rows = len(row_names(graph["n_layer"]))
     per_row: dict[float, int] = {}
@@ -97,13 +110,20 @@ def graph_svg(graph: dict, positions: dict | None = None, highlight: str | None 
     for r, name in enumerate(row_names(graph["n_layer"])):
         y = height - margin - r * row_height
         parts.append(f'<text x="4" y="{y + 3:.0f}" fill="#444">{esc(name)}</text>')
-    for e, (w, colour) in zip(graph["edges"], _edge_style(graph)):
+    styles = _edge_style(graph)
+    shown = drawn_edges(graph, max_edges)
+    if len(shown) < len(graph["edges"]):
+        parts.append(f'<text x="4" y="12" fill="#b2182b">drawing the {len(shown)} strongest of '
+                     f"{len(graph['edges'])} edges</text>")  # fmt: skip
+    parts.append('<g stroke-opacity="0.35">')  # one default opacity; highlighted lines override it
+    for k in shown:
+        e, (w, colour) = graph["edges"][k], styles[k]
         (x1, y1), (x2, y2) = xy[e.src], xy[e.dst]
-        op = 0.35 if sel is None else (0.9 if _on_path(e.src, e.dst, sel, up, down) else 0.05)
+        op = "" if sel is None else f' stroke-opacity="{0.9 if _on_path(e.src, e.dst, sel, up, down) else 0.05}"'
         dash = ' stroke-dasharray="2,2"' if e.kind == "qk" else ""
-        parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
-                     f'stroke-width="{w:.2f}" stroke-opacity="{op}"{dash} data-s="{index[e.src]}" '
-                     f'data-d="{index[e.dst]}"/>')  # fmt: skip
+        parts.append(f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="{colour}" '
+                     f'stroke-width="{w:.1f}"{op}{dash} data-s="{index[e.src]}" data-d="{index[e.dst]}"/>')  # fmt: skip
+    parts.append("</g>")
     for label, info in graph["nodes"].items():
         x, y = xy[label]
         on = sel is None or label in sel or label in up or label in down
@@ -319,8 +339,9 @@ def _sig(values: torch.Tensor) -> list[float]:
     return [float(f"{v:.3g}") for v in values.tolist()]
 
 
-def export_page(view: InspectorData, title: str | None = None, max_prompts: int = 8, top_weights: int = 8) -> str:
-    """The whole offline HTML page for one circuit (see ``inspect.circuit_to_html``)."""
+def export_page(view: InspectorData, title: str | None = None, max_prompts: int = 8, top_weights: int = 8,
+                max_edges: int | None = 15000) -> str:  # fmt: skip
+    """The whole offline HTML page for one circuit (see ``inspector.circuit_to_html``)."""
     g = view.graph
     labels = list(g["nodes"])
     index = {k: i for i, k in enumerate(labels)}
@@ -361,7 +382,7 @@ def export_page(view: InspectorData, title: str | None = None, max_prompts: int 
             f"<body><h2>{esc(name)}</h2>{summary_html(view)}"
             f"<p>Click a node (or pick it) to see its panel and highlight what feeds it and what it feeds. Edge "
             f"width: |weight| within its kind; blue positive, red negative; dashed grey: q-k pairs.</p>"
-            f'<div id="sc-graph">{graph_svg(g, view.positions)}</div>'
+            f'<div id="sc-graph">{graph_svg(g, view.positions, max_edges=max_edges)}</div>'
             f'<p>Node: <select id="sc-pick">{options}</select></p>{"".join(panels)}{"".join(head_blocks)}'
             f'<p>Activations on the task prompts (shared scale, max |a| = <span id="sc-scale">-</span>; blue +, red -)</p>'
             f'<table id="sc-acts"><tr><th>original model</th><th>pruned model</th></tr>{rows}</table>'

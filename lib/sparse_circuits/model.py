@@ -147,22 +147,27 @@ class Attention(nn.Module):
         self.hook_pattern = HookPoint()  # [B, H, T, 1 + T]
         self.hook_z = HookPoint()  # [B, T, H, E]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D]; with ``at`` [B], queries only at those positions -> [B, 1, D]."""
         B, T, D = x.shape
         H, E = self.n_head, self.d_head
+        rows = torch.arange(B, device=x.device)
+        xq = x if at is None else x[rows, at][:, None]
+        Tq = xq.shape[1]
         # AbsTopK acts over all heads together (the whole D-vector), then heads are split off.
-        q = self.hook_q(self.topk_q(self.W_Q(x)).view(B, T, H, E))
+        q = self.hook_q(self.topk_q(self.W_Q(xq)).view(B, Tq, H, E))
         k = self.hook_k(self.topk_k(self.W_K(x)).view(B, T, H, E))
         v = self.hook_v(self.topk_v(self.W_V(x)).view(B, T, H, E))
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(E)  # [B, H, T, T]
-        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(E)  # [B, H, Tq, T]
+        qpos = torch.arange(T, device=x.device)[None] if at is None else at[:, None]  # [B or 1, Tq]
+        future = torch.arange(T, device=x.device)[None, None, None, :] > qpos[:, None, :, None]
+        scores = scores.masked_fill(future, float("-inf"))
         sink = (self.sink if self.sink is not None else scores.new_full((H,), float("-inf"))).to(scores.dtype)
-        scores = torch.cat([sink.view(1, H, 1, 1).expand(B, H, T, 1), scores], dim=-1)  # [B, H, T, 1+T]
+        scores = torch.cat([sink.view(1, H, 1, 1).expand(B, H, Tq, 1), scores], dim=-1)  # [B, H, Tq, 1+T]
         pattern = self.hook_pattern(self.hook_attn_scores(scores).softmax(dim=-1))
         # The sink's value is zero, so only the token columns contribute.
-        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern[..., 1:], v))  # [B, T, H, E]
-        return self.W_O(z.reshape(B, T, D))
+        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern[..., 1:], v))  # [B, Tq, H, E]
+        return self.W_O(z.reshape(B, Tq, D))
 
 
 class MLP(nn.Module):
@@ -192,9 +197,13 @@ class Block(nn.Module):
         self.hook_attn_in, self.hook_attn_out = HookPoint(), HookPoint()  # [B, T, D]
         self.hook_mlp_in, self.hook_mlp_out = HookPoint(), HookPoint()  # [B, T, D]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, D]; with ``at`` (the last block only) everything after k and v runs at those positions."""
         x = self.hook_resid_pre(x)
-        attn_out = self.hook_attn_out(self.topk_attn_out(self.attn(self.hook_attn_in(self.topk_attn_in(self.ln1(x))))))
+        attn_in = self.hook_attn_in(self.topk_attn_in(self.ln1(x)))
+        attn_out = self.hook_attn_out(self.topk_attn_out(self.attn(attn_in, at)))
+        if at is not None:
+            x = x[torch.arange(x.shape[0], device=x.device), at][:, None]  # [B, 1, D]
         x = self.hook_resid_mid(self.topk_resid(x + attn_out))
         mlp_out = self.hook_mlp_out(self.topk_mlp_out(self.mlp(self.hook_mlp_in(self.topk_mlp_in(self.ln2(x))))))
         return self.hook_resid_post(self.topk_resid(x + mlp_out))
@@ -231,8 +240,9 @@ class SparseGPT(HookedModule):
     def forward(self, tokens: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B, T] int64 -> logits [B, T, V]; with ``at`` [B] (one position per row) -> logits [B, 1, V].
 
-        ``at`` skips the final norm and unembedding everywhere else (both act per token, so this is exact):
-        tasks read only the answer position.
+        ``at`` is exact and cheaper: the last block needs keys and values everywhere, but its queries, attention
+        output and MLP only at the answer position (hooks there then see [B, 1, ...]), and so do the final norm
+        and the unembedding. Tasks read only the answer position.
         """
         B, T = tokens.shape
         x = self.hook_embed(self.embed(tokens))
@@ -241,14 +251,11 @@ class SparseGPT(HookedModule):
                 raise ValueError(f"sequence length {T} exceeds n_ctx={self.cfg.n_ctx} of the positional embedding")
             x = x + self.pos_embed(torch.arange(T, device=tokens.device))
         x = self.topk_resid(x)
-        for block in self.blocks:
-            x = block(x)
-        if at is not None:
-            rows = torch.arange(B, device=tokens.device)
-            x, tokens = x[rows, at][:, None], tokens[rows, at][:, None]  # [B, 1, D], [B, 1]
+        for i, block in enumerate(self.blocks):
+            x = block(x, at if i == len(self.blocks) - 1 else None)
         logits = self.unembed(self.ln_final(x))
         if self.bigram is not None:
-            logits = logits + self.bigram(tokens)
+            logits = logits + self.bigram(tokens if at is None else tokens[torch.arange(B, device=tokens.device), at][:, None])
         return self.hook_logits(logits)
 
     def sparsifiable_weights(self) -> dict[str, tuple[nn.Parameter, str | None]]:

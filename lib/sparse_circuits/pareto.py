@@ -56,6 +56,6 @@ def necessity_sufficiency(pruner: Pruner, circuit: Circuit, split: str = "test",
              "all_ablated": torch.zeros_like(keep)}  # fmt: skip
     out = {}
     for name, m in masks.items():
-        abl = pruner.ablation_values([0], len(data), data.tokens.shape[1], -1)
+        abl = pruner.ablation_values([0], data, -1)
         out[name] = float(pruner.losses(m, data, abl)[0])
     return out

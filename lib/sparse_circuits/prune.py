@@ -119,11 +119,12 @@ class Pruner:
         return self.layout.n_nodes
 
     # ---- ablation values and batches ---------------------------------------------------------------
-    def ablation_values(self, seeds: list[int], n_per_seed: int, length: int, step: int):
+    def ablation_values(self, seeds: list[int], data: TaskData, step: int):
+        """Values for ablated nodes on ``data`` (S blocks of prompts), shaped for the answer-position forward."""
         if self.cfg.ablation == "mean":
             return self.means
         if self.cfg.ablation == "resample":
-            return self.resampler.values(seeds, n_per_seed, length, step)
+            return self.resampler.values(seeds, len(data) // len(seeds), data.tokens.shape[1], step, at=data.last)
         return None
 
     def batch(self, seeds: list[int], step: int) -> TaskData:
@@ -175,7 +176,7 @@ class Pruner:
         history = []
         for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
             data = self.batch(seeds, step)
-            abl = self.ablation_values(seeds, c.batch_size, data.tokens.shape[1], step)
+            abl = self.ablation_values(seeds, data, step)
             m = ste_mask(torch.stack(taus), c.temperature)
             task_loss = self.losses(m, data, abl)
             kept = m.sum(1)
@@ -202,7 +203,7 @@ class Pruner:
             t, k = tau[s : s + chunk], counts[s : s + chunk]
             M = len(k)
             rep = TaskData.cat([data] * M)
-            abl = self.ablation_values([derived_seed("eval", i) for i in range(M)], len(data), rep.tokens.shape[1], -1)
+            abl = self.ablation_values([derived_seed("eval", i) for i in range(M)], rep, -1)
             out.append(self.losses(topk_masks(t, k), rep, abl).cpu())
         return torch.cat(out)
 

@@ -1,0 +1,121 @@
+import re
+
+import pytest
+import torch
+from sparse_circuits.circuit import Circuit
+from sparse_circuits.inference import load
+from sparse_circuits.masking import NodeLayout
+from sparse_circuits.tasks import get_task
+
+pytest.importorskip("ipywidgets")
+from sparse_circuits.widgets import CircuitInspector  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def circuit(model, frac: float, seed: int, **meta) -> Circuit:
+    """A random node mask whose logits rank exactly its nodes first (so at_count(n_nodes) gives it back)."""
+    N = NodeLayout(model).n_nodes
+    score = torch.rand(N, generator=torch.Generator().manual_seed(seed))
+    nodes = score < frac
+    return Circuit(nodes, torch.where(nodes, 1.0 + score, -score), {"task": "pronoun", "ablation": "zero", **meta})
+
+
+class ScriptTokenizer:
+    """The real tokenizer, except that one token's string is an HTML tag."""
+
+    def __init__(self, tok, token_id: int) -> None:
+        self._tok, self._id = tok, token_id
+
+    def id_to_token(self, i: int):
+        return "<script>alert(1)</script>" if i == self._id else self._tok.id_to_token(i)
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+
+@pytest.fixture(scope="module")
+def inspector(tiny_model_dir):
+    model, tok, _ = load(tiny_model_dir)
+    circuits = {"seed 0": circuit(model, 0.2, 0), "seed 1 (mean)": circuit(model, 0.1, 1, ablation="mean")}
+    w = CircuitInspector({"tiny": (model, tok)}, circuits, tasks=["pronoun", "nonsense"], n_prompts=6,
+                         snippet_batches=1, snippet_batch_size=4)  # fmt: skip
+    return w, model, tok, circuits
+
+
+def test_initial_state_shows_the_first_circuit(inspector):
+    w, model, _, circuits = inspector
+    c = circuits["seed 0"]
+    assert w.circuit.value == "seed 0" and w.k.value == c.n_nodes and w.task.value == "pronoun"
+    assert f"<b>{c.n_nodes} nodes</b>" in w.summary.value
+    assert list(w.node.options) == c.node_labels(model)
+    assert w.graph.value.startswith("<svg") and w.graph.value.count("<circle") >= c.n_nodes
+    assert w.node.value in w.node_panel.value
+
+
+def test_selecting_a_head_node_shows_its_patterns_and_tv(inspector):
+    w, *_ = inspector
+    q = next(x for x in w.node.options if ".q." in x or ".v." in x)
+    w.node.value = q
+    panel = w.node_panel.value
+    assert q in panel and "TV =" in panel and "&lt;sink&gt;" in panel
+    assert "original model" in panel and "pruned model" in panel and "incoming" in panel
+    tv = float(re.search(r"TV = ([0-9.]+) \(mean", panel).group(1))
+    layer, head = int(q[1]), int(q.split(".")[2][1:])
+    assert tv == pytest.approx(w.view.head_patterns(layer, head)["tv_mean"], abs=1e-3)
+    assert 'stroke="#000"' in w.graph.value  # the selected node is marked in the graph
+    assert w.last_latency < 1.0
+
+
+def test_selecting_a_node_shows_activations_weights_effect_and_snippets(inspector):
+    w, *_ = inspector
+    label = next(x for x in w.node.options if "mlp_neuron" in x)
+    w.node.value = label
+    p = w.node_panel.value
+    assert f"<h3>{label}</h3>" in p and "Task loss of the circuit" in p and "corpus snippets" in p
+    assert ("bias-like" in p) == w.view.panel(label)["bias_like"]
+
+
+def test_changing_k_changes_the_node_count(inspector):
+    w, *_ = inspector
+    w.k.value = 10
+    assert "<b>10 nodes</b>" in w.summary.value and len(w.node.options) == 10
+    w.k.value = 25
+    assert "<b>25 nodes</b>" in w.summary.value and len(w.node.options) == 25
+
+
+def test_changing_circuit_task_and_prompts(inspector):
+    w, _, _, circuits = inspector
+    w.circuit.value = "seed 1 (mean)"
+    c = circuits["seed 1 (mean)"]
+    assert w.k.value == c.n_nodes and f"<b>{c.n_nodes} nodes</b>" in w.summary.value
+    assert "ablation: mean" in w.summary.value and w.view.ablation is not None
+    w.task.value = "nonsense"
+    w.split.value = "val"
+    w.n_prompts.value = 3
+    assert len(w.view.data) == 3 and "3 prompts" in w.summary.value
+    assert w.view.data.texts == get_task("nonsense").data("val", w.models["tiny"][1], 3).texts
+
+
+def test_tokens_are_escaped_in_the_widget(tiny_model_dir):
+    model, tok, _ = load(tiny_model_dir)
+    data = get_task("pronoun").data("test", tok, 2)
+    bad = ScriptTokenizer(tok, int(data.tokens[0, 1]))
+    w = CircuitInspector({"tiny": (model, bad)}, {"c": circuit(model, 0.2, 0)}, n_prompts=2, snippet_batches=1,
+                         snippet_batch_size=2)  # fmt: skip
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in w.node_panel.value and "<script" not in w.node_panel.value
+
+
+def test_circuits_of_another_architecture_are_not_offered(inspector):
+    w, model, tok, circuits = inspector
+    wrong = Circuit(torch.ones(7, dtype=torch.bool), torch.ones(7), {"task": "pronoun"})
+    w2 = CircuitInspector({"tiny": (model, tok)}, {**circuits, "wrong": wrong}, snippet_batches=1,
+                          snippet_batch_size=2, n_prompts=2)  # fmt: skip
+    assert "wrong" not in w2.circuit.options
