@@ -197,3 +197,16 @@ def test_resample_pruning_runs_end_to_end(setup):
     cfg = PruneConfig(ablation="resample", steps=2, batch_size=4, eval_n=8)
     c = prune(model, tok, get_task("ioi"), cfg, seeds=[0, 1], progress=False)
     assert [x.meta["ablation"] for x in c] == ["resample", "resample"] and all(x.n_nodes >= 1 for x in c)
+
+
+@pytest.mark.parametrize("objective", ["stochastic", "adversarial"])
+def test_faithful_objectives_run_and_stay_per_run_independent(setup, objective):
+    model, tok, task = setup
+    cfg = PruneConfig(ablation="mean", objective=objective, steps=3, batch_size=4, eval_n=8)
+    together = prune(model, tok, task, cfg, seeds=[2, 4], progress=False)
+    if objective == "stochastic":  # the random patterns depend only on (seed, step)
+        alone = prune(model, tok, task, cfg, seeds=[4], progress=False)[0]
+        torch.testing.assert_close(together[1].tau, alone.tau, atol=1e-5, rtol=0)
+    assert all(c.meta["prune_config"]["objective"] == objective for c in together)
+    with pytest.raises(ValueError, match="unknown objective 'robust'"):
+        PruneConfig(ablation="zero", objective="robust")

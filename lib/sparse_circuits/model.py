@@ -255,7 +255,9 @@ class SparseGPT(HookedModule):
             x = block(x, at if i == len(self.blocks) - 1 else None)
         logits = self.unembed(self.ln_final(x))
         if self.bigram is not None:
-            logits = logits + self.bigram(tokens if at is None else tokens[torch.arange(B, device=tokens.device), at][:, None])
+            logits = logits + self.bigram(
+                tokens if at is None else tokens[torch.arange(B, device=tokens.device), at][:, None]
+            )
         return self.hook_logits(logits)
 
     def sparsifiable_weights(self) -> dict[str, tuple[nn.Parameter, str | None]]:

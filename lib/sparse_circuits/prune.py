@@ -53,11 +53,20 @@ class PruneConfig:
     """Fixed prompts used for discretization."""
     search_points: int = 6
     """Node counts evaluated at once per round of the discretization search."""
+    objective: str = "standard"
+    """How non-kept nodes are ablated while masks are learned: "standard" (fully), "stochastic" (x = a + z (x - a)
+    with z ~ U(0, 1) per node, fresh each step) or "adversarial" (z in [0, 1] per node chosen by a restricted
+    adversary: one pattern per run and batch, updated by sign-gradient ascent on the task loss). Discretization
+    always evaluates full ablation."""
+    adversary_steps: int = 1
+    adversary_lr: float = 0.1
     filter_prompts: bool = False
     """Prune only on train prompts the model itself gets right (p > 0.3 full, > 0.8 binary; Drori's filter)."""
 
     def __post_init__(self) -> None:
         check_ablation(self.ablation)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; allowed: {list(OBJECTIVES)}")
         for s in (self.train_split, self.eval_split):
             if s not in SPLITS:
                 raise ValueError(f"PruneConfig split {s!r} unknown; allowed: {list(SPLITS)}")
@@ -77,6 +86,9 @@ class PruneConfig:
         if bad:
             raise ValueError(f"unknown PruneConfig fields {bad}")
         return cls(**d)
+
+
+OBJECTIVES = ("standard", "stochastic", "adversarial")
 
 
 def ste_mask(tau: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -174,10 +186,21 @@ class Pruner:
                                 weight_decay=c.weight_decay)  # fmt: skip
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1.0 - i / c.steps))
         history = []
+        z_adv = None
+        if c.objective == "adversarial":  # the adversary's starting pattern, per run from its own seed
+            z_adv = torch.stack([torch.rand(self.n_nodes, generator=torch.Generator().manual_seed(
+                derived_seed("adversary", s) % 2**63)) for s in seeds]).to(self.device)  # fmt: skip
         for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
             data = self.batch(seeds, step)
             abl = self.ablation_values(seeds, data, step)
             m = ste_mask(torch.stack(taus), c.temperature)
+            if c.objective == "stochastic":
+                z = torch.stack([torch.rand(self.n_nodes, generator=torch.Generator().manual_seed(
+                    derived_seed("stochastic", s, step) % 2**63)) for s in seeds]).to(self.device)  # fmt: skip
+                m = m + (1 - m) * z  # kept nodes stay whole; the rest are only partly ablated
+            elif c.objective == "adversarial":
+                z_adv = self.adversary(m.detach(), z_adv, data, abl)
+                m = m + (1 - m) * z_adv
             task_loss = self.losses(m, data, abl)
             kept = m.sum(1)
             (task_loss + k_coef * kept).sum().backward()
@@ -191,6 +214,16 @@ class Pruner:
                 history.append({"step": step, "task_loss": task_loss.detach().cpu().tolist(),
                                 "kept": kept.detach().cpu().tolist()})  # fmt: skip
         return torch.stack([t.detach() for t in taus]), history
+
+    def adversary(self, m: torch.Tensor, z: torch.Tensor, data: TaskData, abl) -> torch.Tensor:
+        """Restricted adversary: per run one ablation pattern z in [0, 1]^N for the non-kept nodes, shared by the
+        whole batch and every position, moved by sign-gradient ascent on the task loss."""
+        for _ in range(self.cfg.adversary_steps):
+            z = z.detach().requires_grad_(True)
+            loss = self.losses(m + (1 - m) * z, data, abl).sum()
+            (grad,) = torch.autograd.grad(loss, z)
+            z = (z + self.cfg.adversary_lr * grad.sign()).clamp(0.0, 1.0)
+        return z.detach()
 
     # ---- discretization -------------------------------------------------------------------------------
     @torch.no_grad()
