@@ -16,6 +16,15 @@ def tiny_run(name: str = "tiny", steps: int = 6, l0: float = 0.5, **train_kw) ->
     return RunConfig(name=name, model={"n_layer": 2, "d_model": 32, "n_ctx": 16}, train=TrainConfig(**kw))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A trained (a few steps) tiny sparse model directory shared by tests that only read it."""

@@ -12,12 +12,8 @@ from sparse_circuits.widgets import CircuitInspector  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
 
 
 def circuit(model, frac: float, seed: int, **meta) -> Circuit:

@@ -354,19 +354,24 @@ def cmd_prune(args) -> int:
     return 0
 
 
-def add_cli(sub) -> None:
-    p = sub.add_parser("prune", help="prune a model to task circuits (several seeds in one batched run)")
+def add_prune_arguments(p) -> None:
+    """Arguments shared by ``prune`` and ``sweep``."""
     p.add_argument("model_dir")
     p.add_argument("--task", required=True)
     p.add_argument("--ablation", required=True, choices=["zero", "mean", "resample"])
     p.add_argument("--frozen-ln", action="store_true", help="freeze norm scales at the unpruned model's")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds, pruned together")
-    p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--steps", type=int, default=PruneConfig.steps)
     p.add_argument("--batch-size", type=int, default=PruneConfig.batch_size)
+    p.add_argument("--target-loss", type=float, default=PruneConfig.target_loss)
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--out", help="directory to save the circuit(s) in")
+    p.add_argument("--json", action="store_true", help="one JSON object, no progress bar")
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("prune", help="prune a model to task circuits (several seeds in one batched run)")
+    add_prune_arguments(p)
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds, pruned together")
     p.add_argument("--k-coef", type=float, default=PruneConfig.k_coef)
     p.add_argument("--lr", type=float, default=PruneConfig.lr)
-    p.add_argument("--target-loss", type=float, default=PruneConfig.target_loss)
-    p.add_argument("--out", help="directory to save the circuits (one folder per seed)")
-    p.add_argument("--json", action="store_true", help="one JSON object, no progress bar")
     p.set_defaults(fn=cmd_prune)

@@ -79,17 +79,10 @@ def cmd_sweep(args) -> int:
 
 
 def add_cli(sub) -> None:
+    from .prune import add_prune_arguments
+
     p = sub.add_parser("sweep", help="Optuna search of pruning hyperparameters (objective: nodes at the target loss)")
-    p.add_argument("model_dir")
-    p.add_argument("--task", required=True)
-    p.add_argument("--ablation", required=True, choices=["zero", "mean", "resample"])
-    p.add_argument("--frozen-ln", action="store_true")
+    add_prune_arguments(p)
     p.add_argument("--trials", type=int, default=32)
     p.add_argument("--parallel", type=int, default=8, help="trials evaluated together in one batched run")
-    p.add_argument("--steps", type=int, default=PruneConfig.steps)
-    p.add_argument("--batch-size", type=int, default=PruneConfig.batch_size)
-    p.add_argument("--target-loss", type=float, default=PruneConfig.target_loss)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="directory to save the best circuit (with the sweep record)")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)
