@@ -90,6 +90,12 @@ def mask_hook(mask: torch.Tensor, ablation: torch.Tensor | None):
             out = xb * m
         else:
             a = ablation.to(x.dtype)
+            if a.dim() > 1 and a.shape[:2] != x.shape[:2]:
+                raise ValueError(
+                    f"ablation values for {_hook.name} have shape {tuple(a.shape)} but the activation is "
+                    f"{tuple(x.shape)}: per-position (resample) values must come from a forward pass of the same "
+                    f"shape (use the same at= in Resampler.values as in the masked pass, or run the full forward)"
+                )
             a = _blocked(a, S) if a.dim() > 1 else a
             out = a + m * (xb - a)
         return out.reshape(x.shape)

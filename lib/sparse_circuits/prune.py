@@ -244,25 +244,28 @@ class Pruner:
     def discretize(self, tau: torch.Tensor) -> dict:
         """Per run, the fewest top-ranked nodes whose loss on the fixed evaluation prompts is <= target.
 
-        A vectorized search: first a log-spaced grid of counts from 1 to N for every run at once, then rounds
-        of ``search_points`` counts between the largest failing and the smallest passing count. (A circuit
-        can beat the full model, so the full model is not assumed to pass.) The search assumes loss falls
-        with k between grid points; a run where no count passes keeps the count of lowest loss and has
-        ``reached_target`` False.
+        A vectorized search: first, for every run at once, a log-spaced grid of counts from 1 to N plus the
+        run's own count of nodes with tau > 0 (what training kept: the loss is not monotone in k, and adding
+        back nodes that training switched off can raise it sharply); then rounds of ``search_points`` counts
+        between the largest failing candidate below the first passing one and that one. (A circuit can beat
+        the full model, so the full model is not assumed to pass.) A run where no count passes keeps the
+        count of lowest loss and has ``reached_target`` False.
         """
         S, N, G = tau.shape[0], self.n_nodes, self.cfg.search_points
         target = self.cfg.target_loss
         grid = torch.cat([torch.logspace(0, torch.log10(torch.tensor(float(N))), 2 * G).round().long(),
                           torch.tensor([N])]).unique()  # fmt: skip
-        rows = torch.arange(S).repeat_interleave(len(grid))
-        ks = grid.repeat(S)
-        losses = self.loss_at_counts(tau[rows], ks).view(S, len(grid))
-        full_loss = losses[:, -1].clone()
-        passing = losses <= target
-        reached = passing.any(1)
-        first = torch.where(reached, passing.float().argmax(1), losses.argmin(1))
-        hi, loss_hi = grid[first], losses[torch.arange(S), first]
-        lo = torch.where(first > 0, grid[(first - 1).clamp(min=0)], torch.zeros_like(hi))
+        trained = (tau > 0).sum(1).clamp(1, N).cpu()
+        cands = [torch.cat([grid, trained[s : s + 1]]).unique() for s in range(S)]  # sorted, per run
+        rows = torch.cat([torch.full((len(c),), s) for s, c in enumerate(cands)])
+        losses = self.loss_at_counts(tau[rows], torch.cat(cands)).split([len(c) for c in cands])
+        full_loss = torch.stack([ls[-1] for ls in losses])
+        reached = torch.tensor([bool((ls <= target).any()) for ls in losses])
+        hi, lo, loss_hi = torch.zeros(S, dtype=torch.long), torch.zeros(S, dtype=torch.long), torch.zeros(S)
+        for s, (c, ls) in enumerate(zip(cands, losses)):
+            first = int((ls <= target).nonzero()[0]) if reached[s] else int(ls.argmin())
+            hi[s], loss_hi[s] = c[first], ls[first]
+            lo[s] = c[first - 1] if first > 0 else 0
         while True:
             active = (hi - lo > 1) & reached
             if not active.any():
@@ -309,6 +312,8 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
     t1 = time.perf_counter()
     disc = pruner.discretize(tau)
     t2 = time.perf_counter()
+    # edges into the logits of the task's answer tokens count too (as in the circuit graph)
+    answer_tokens = sorted(set(pruner.pool.correct.tolist()) | set(pruner.pool.incorrect.tolist()))
     circuits = []
     for i, seed in enumerate(seeds):
         k = disc["n_nodes"][i]
@@ -321,7 +326,7 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
             "n_seeds_in_run": len(seeds), "train_prompts": len(pruner.pool), "filter_kept_fraction": pruner.kept_fraction, "train_seconds": t1 - t0, "discretize_seconds": t2 - t1,
             "final_train_loss": history[-1]["task_loss"][i], "final_kept_during_training": history[-1]["kept"][i],
         }  # fmt: skip
-        circuits.append(Circuit(nodes=nodes, tau=tau[i].cpu(), meta=meta).with_edges(model))
+        circuits.append(Circuit(nodes=nodes, tau=tau[i].cpu(), meta=meta).with_edges(model, answer_tokens))
     return circuits
 
 
