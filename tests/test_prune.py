@@ -214,10 +214,12 @@ def test_faithful_objectives_run_and_stay_per_run_independent(setup, objective):
 
 def test_discretization_tries_the_count_training_kept(setup, monkeypatch):
     model, tok, task = setup
-    pr = Pruner(model, tok, task, PruneConfig(ablation="zero", eval_n=8))
+    pr = Pruner(model, tok, task, PruneConfig(ablation="zero", eval_n=8, search_trained_count=True))
     tau = torch.linspace(-1, 1, pr.n_nodes)[torch.randperm(pr.n_nodes)][None].clone()
     tau[0] = torch.where(torch.arange(pr.n_nodes) < 37, 0.5, -0.5)[torch.randperm(pr.n_nodes)]
     # a loss that is not monotone in k: only the 37 nodes training kept reach the target
     monkeypatch.setattr(pr, "loss_at_counts", lambda t, ks, data=None: torch.where(ks == 37, 0.1, 1.0))
     res = pr.discretize(tau)
     assert res["n_nodes"] == [37] and res["reached_target"] == [True] and res["loss"][0] == pytest.approx(0.1)
+    pr.cfg.search_trained_count = False  # the plain grid search misses it
+    assert pr.discretize(tau)["reached_target"] == [False]

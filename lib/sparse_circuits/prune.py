@@ -60,6 +60,9 @@ class PruneConfig:
     always evaluates full ablation."""
     adversary_steps: int = 1
     adversary_lr: float = 0.1
+    search_trained_count: bool = False
+    """Discretization also tries each run's count of nodes with tau > 0. The loss is not monotone in k, so this can
+    find a smaller passing circuit; off by default until the walkthrough notebooks are re-verified with it."""
     filter_prompts: bool = False
     """Prune only on train prompts the model itself gets right (p > 0.3 full, > 0.8 binary; Drori's filter)."""
 
@@ -244,9 +247,9 @@ class Pruner:
     def discretize(self, tau: torch.Tensor) -> dict:
         """Per run, the fewest top-ranked nodes whose loss on the fixed evaluation prompts is <= target.
 
-        A vectorized search: first, for every run at once, a log-spaced grid of counts from 1 to N plus the
-        run's own count of nodes with tau > 0 (what training kept: the loss is not monotone in k, and adding
-        back nodes that training switched off can raise it sharply); then rounds of ``search_points`` counts
+        A vectorized search: first, for every run at once, a log-spaced grid of counts from 1 to N (plus, with
+        ``search_trained_count``, the run's own count of nodes with tau > 0: the loss is not monotone in k, and
+        adding back nodes that training switched off can raise it sharply); then rounds of ``search_points`` counts
         between the largest failing candidate below the first passing one and that one. (A circuit can beat
         the full model, so the full model is not assumed to pass.) A run where no count passes keeps the
         count of lowest loss and has ``reached_target`` False.
@@ -256,7 +259,8 @@ class Pruner:
         grid = torch.cat([torch.logspace(0, torch.log10(torch.tensor(float(N))), 2 * G).round().long(),
                           torch.tensor([N])]).unique()  # fmt: skip
         trained = (tau > 0).sum(1).clamp(1, N).cpu()
-        cands = [torch.cat([grid, trained[s : s + 1]]).unique() for s in range(S)]  # sorted, per run
+        extra = (lambda s: trained[s : s + 1]) if self.cfg.search_trained_count else (lambda s: grid[:0])
+        cands = [torch.cat([grid, extra(s)]).unique() for s in range(S)]  # sorted, per run
         rows = torch.cat([torch.full((len(c),), s) for s, c in enumerate(cands)])
         losses = self.loss_at_counts(tau[rows], torch.cat(cands)).split([len(c) for c in cands])
         full_loss = torch.stack([ls[-1] for ls in losses])
@@ -312,8 +316,6 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
     t1 = time.perf_counter()
     disc = pruner.discretize(tau)
     t2 = time.perf_counter()
-    # edges into the logits of the task's answer tokens count too (as in the circuit graph)
-    answer_tokens = sorted(set(pruner.pool.correct.tolist()) | set(pruner.pool.incorrect.tolist()))
     circuits = []
     for i, seed in enumerate(seeds):
         k = disc["n_nodes"][i]
@@ -326,7 +328,7 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
             "n_seeds_in_run": len(seeds), "train_prompts": len(pruner.pool), "filter_kept_fraction": pruner.kept_fraction, "train_seconds": t1 - t0, "discretize_seconds": t2 - t1,
             "final_train_loss": history[-1]["task_loss"][i], "final_kept_during_training": history[-1]["kept"][i],
         }  # fmt: skip
-        circuits.append(Circuit(nodes=nodes, tau=tau[i].cpu(), meta=meta).with_edges(model, answer_tokens))
+        circuits.append(Circuit(nodes=nodes, tau=tau[i].cpu(), meta=meta).with_edges(model))
     return circuits
 
 
