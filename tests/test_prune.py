@@ -223,3 +223,15 @@ def test_discretization_tries_the_count_training_kept(setup, monkeypatch):
     assert res["n_nodes"] == [37] and res["reached_target"] == [True] and res["loss"][0] == pytest.approx(0.1)
     pr.cfg.search_trained_count = False  # the plain grid search misses it
     assert pr.discretize(tau)["reached_target"] == [False]
+
+
+@pytest.mark.parametrize(
+    "ablation, objective", [("zero", "standard"), ("resample", "standard"), ("mean", "adversarial")]
+)
+def test_seed_chunks_do_not_change_the_result(setup, ablation, objective):
+    model, tok, task = setup
+    kw = dict(ablation=ablation, objective=objective, steps=3, batch_size=4, eval_n=8)
+    one_pass = prune(model, tok, task, PruneConfig(**kw, seed_chunk=8), seeds=[0, 1, 2], progress=False)
+    chunked = prune(model, tok, task, PruneConfig(**kw, seed_chunk=2), seeds=[0, 1, 2], progress=False)
+    for a, b in zip(one_pass, chunked):
+        torch.testing.assert_close(a.tau, b.tau, atol=1e-5, rtol=0)

@@ -60,6 +60,9 @@ class PruneConfig:
     always evaluates full ablation."""
     adversary_steps: int = 1
     adversary_lr: float = 0.1
+    seed_chunk: int = 8
+    """Runs per forward/backward pass within a step (gradients accumulate over chunks before one optimizer step).
+    Exact, since runs are independent; keeps activations cache-sized, which is faster than one huge batch on CPU."""
     search_trained_count: bool = False
     """Discretization also tries each run's count of nodes with tau > 0. The loss is not monotone in k, so this can
     find a smaller passing circuit; off by default until the walkthrough notebooks are re-verified with it."""
@@ -193,20 +196,28 @@ class Pruner:
         if c.objective == "adversarial":  # the adversary's starting pattern, per run from its own seed
             z_adv = torch.stack([torch.rand(self.n_nodes, generator=torch.Generator().manual_seed(
                 derived_seed("adversary", s) % 2**63)) for s in seeds]).to(self.device)  # fmt: skip
+        B = c.batch_size
         for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
             data = self.batch(seeds, step)
-            abl = self.ablation_values(seeds, data, step)
-            m = ste_mask(torch.stack(taus), c.temperature)
-            if c.objective == "stochastic":
-                z = torch.stack([torch.rand(self.n_nodes, generator=torch.Generator().manual_seed(
-                    derived_seed("stochastic", s, step) % 2**63)) for s in seeds]).to(self.device)  # fmt: skip
-                m = m + (1 - m) * z  # kept nodes stay whole; the rest are only partly ablated
-            elif c.objective == "adversarial":
-                z_adv = self.adversary(m.detach(), z_adv, data, abl)
-                m = m + (1 - m) * z_adv
-            task_loss = self.losses(m, data, abl)
-            kept = m.sum(1)
-            (task_loss + k_coef * kept).sum().backward()
+            losses, kepts = [], []
+            for lo in range(0, S, c.seed_chunk):  # chunks of runs; gradients accumulate
+                hi = min(S, lo + c.seed_chunk)
+                part = data.index(range(lo * B, hi * B))
+                abl = self.ablation_values(seeds[lo:hi], part, step)
+                m = ste_mask(torch.stack(taus[lo:hi]), c.temperature)
+                if c.objective == "stochastic":
+                    z = torch.stack([torch.rand(self.n_nodes, generator=torch.Generator().manual_seed(
+                        derived_seed("stochastic", s, step) % 2**63)) for s in seeds[lo:hi]]).to(self.device)  # fmt: skip
+                    m = m + (1 - m) * z  # kept nodes stay whole; the rest are only partly ablated
+                elif c.objective == "adversarial":
+                    z_adv[lo:hi] = self.adversary(m.detach(), z_adv[lo:hi], part, abl)
+                    m = m + (1 - m) * z_adv[lo:hi]
+                task_loss = self.losses(m, part, abl)
+                kept = m.sum(1)
+                (task_loss + k_coef[lo:hi] * kept).sum().backward()
+                losses.append(task_loss.detach())
+                kepts.append(kept.detach())
+            task_loss, kept = torch.cat(losses), torch.cat(kepts)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
