@@ -10,7 +10,7 @@ the smallest top-k whose loss on fixed evaluation prompts is <= the target found
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -19,7 +19,7 @@ from .ablation import Resampler, check_ablation, node_means
 from .corpus import CorpusConfig
 from .data import derived_seed
 from .masking import NodeLayout, masked, record_norm_scales
-from .model import SparseGPT
+from .model import SparseGPT, strict_from_dict
 from .tasks import SPLITS, Task, TaskData, filter_prompts, per_example_loss, run_answer_logits
 
 
@@ -87,11 +87,7 @@ class PruneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PruneConfig:
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise ValueError(f"unknown PruneConfig fields {bad}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
 
 OBJECTIVES = ("standard", "stochastic", "adversarial")
