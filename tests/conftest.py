@@ -16,6 +16,15 @@ def tiny_run(name: str = "tiny", steps: int = 6, l0: float = 0.5, **train_kw) ->
     return RunConfig(name=name, model={"n_layer": 2, "d_model": 32, "n_ctx": 16}, train=TrainConfig(**kw))
 
 
+def random_circuit(model, frac: float = 0.4, seed: int = 0, **meta):
+    """A circuit keeping a random fraction of the model's nodes (zero ablation unless meta says otherwise)."""
+    from sparse_circuits.circuit import Circuit
+    from sparse_circuits.masking import NodeLayout
+
+    nodes = torch.rand(NodeLayout(model).n_nodes, generator=torch.Generator().manual_seed(seed)) < frac
+    return Circuit(nodes=nodes, tau=nodes.float(), meta={"ablation": "zero", **meta})
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run fastest on one thread (and do not fight other jobs for cores)."""

@@ -6,6 +6,7 @@ import math  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import random_circuit  # noqa: E402
 from sparse_circuits import mechanism as mech  # noqa: E402
 from sparse_circuits.ablation import node_means  # noqa: E402
 from sparse_circuits.circuit import Circuit  # noqa: E402
@@ -25,8 +26,7 @@ def setup(tiny_model_dir):
     model, tok, _ = load(tiny_model_dir)
     data = get_task("ioi").data("test", tok, 8)
     N = NodeLayout(model).n_nodes
-    nodes = torch.rand(N, generator=torch.Generator().manual_seed(0)) < 0.4
-    circuit = Circuit(nodes=nodes, tau=nodes.float(), meta={"task": "ioi", "ablation": "zero"})
+    circuit = random_circuit(model, task="ioi")
     full = Circuit(nodes=torch.ones(N, dtype=torch.bool), tau=torch.ones(N), meta={"ablation": "zero"})
     return model, tok, data, circuit, full
 

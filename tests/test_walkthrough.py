@@ -4,6 +4,7 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import random_circuit  # noqa: E402
 from sparse_circuits import walkthrough as wt  # noqa: E402
 from sparse_circuits.circuit import Circuit  # noqa: E402
 from sparse_circuits.inference import load  # noqa: E402
@@ -21,9 +22,7 @@ def _one_thread(one_thread):
 def setup(tiny_model_dir):
     model, tok, _ = load(tiny_model_dir)
     data = get_task("ioi").data("test", tok, 6)
-    N = NodeLayout(model).n_nodes
-    nodes = torch.rand(N, generator=torch.Generator().manual_seed(0)) < 0.4
-    circuit = Circuit(nodes=nodes, tau=nodes.float(), meta={"task": "ioi", "ablation": "zero"})
+    circuit = random_circuit(model, task="ioi")
     return model, tok, data, circuit
 
 
