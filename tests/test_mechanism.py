@@ -8,6 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import random_circuit  # noqa: E402
 from sparse_circuits import mechanism as mech  # noqa: E402
+from sparse_circuits import walkthrough as wt  # noqa: E402
 from sparse_circuits.ablation import node_means  # noqa: E402
 from sparse_circuits.circuit import Circuit  # noqa: E402
 from sparse_circuits.faithfulness import activation_agreement, attention_agreement  # noqa: E402
@@ -176,9 +177,9 @@ def test_summary_verdict_and_score():
 def test_separation_ignores_rounding_noise():
     male = torch.tensor([True, False] * 8)
     x = torch.full((16,), 3.0) + 1e-7 * torch.randn(16)
-    assert mech.separation(x, male) == 0.0
+    assert wt.separation(x, male, mech.ROUNDING_TOL) == 0.0
     y = torch.where(male, 1.0, -1.0) + 0.1 * torch.randn(16)
-    assert mech.separation(y, male) > 5
+    assert wt.separation(y, male, mech.ROUNDING_TOL) > 5
 
 
 # --------------------------------------------------------------------------------- pruning, plots

@@ -40,6 +40,7 @@ NEAR_UNIFORM = 0.9
 NAME_FOCUS = 0.5
 MOVE = 0.25
 QUIET = 0.1
+ROUNDING_TOL = 1e-4  # d' is 0 when the spread is below this times the largest |value| (float rounding, not signal)
 
 
 # ------------------------------------------------------------------------------------------- circuits
@@ -327,22 +328,11 @@ def node_roles(model, circuit, data: TaskData, ablation=None, slots: dict[str, t
             xs = [wt.at_positions(vals[k][..., j], pos) for k in ("original", "pruned")]
             flips.append(wt.role_change(*xs, groups) is not None)
             for k, name in (("original", "model"), ("pruned", "pruned")):
-                seps[name].append(separation(wt.at_positions(vals[k][..., j], data.last), groups["male"]))
+                seps[name].append(wt.separation(wt.at_positions(vals[k][..., j], data.last), groups["male"], ROUNDING_TOL))
         out["gender_flip"] = torch.tensor(flips, dtype=torch.bool)
         out["gender_sep_model"], out["gender_sep_pruned"] = torch.tensor(seps["model"]), torch.tensor(seps["pruned"])
     out["score"] = role_change_score(corr, shift, out["signal_model"], out["signal_pruned"])
     return out
-
-
-def separation(x: torch.Tensor, mask: torch.Tensor, rel_tol: float = 1e-4) -> float:
-    """``walkthrough.separation`` (d' between two groups of [n] values), but 0 when the pooled standard deviation is
-    below ``rel_tol`` times the largest |value|: a node that is constant up to float rounding (e.g. a layer-0 node
-    at a position whose token never changes) must not get a huge d' from rounding noise."""
-    a, b = x[mask].float(), x[~mask].float()
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    s = float(((a.var() + b.var()) / 2).sqrt())
-    return float(a.mean() - b.mean()) / s if s > rel_tol * max(float(x.abs().max()), 1e-12) else 0.0
 
 
 def role_change_score(corr: torch.Tensor, shift: torch.Tensor, signal_model: torch.Tensor | None = None,

@@ -116,14 +116,17 @@ def group_means(x: torch.Tensor, groups: dict[str, torch.Tensor]) -> dict[str, f
     return {g: float(x[m].float().mean()) if bool(m.any()) else float("nan") for g, m in groups.items()}
 
 
-def separation(x: torch.Tensor, mask: torch.Tensor) -> float:
+def separation(x: torch.Tensor, mask: torch.Tensor, rel_tol: float = 0.0) -> float:
     """Standardized difference of [n] values between two groups (d'): (mean where ``mask`` - mean elsewhere) over
-    the pooled standard deviation; 0 when both groups are constant. |d'| > 1 is a usable classifier."""
+    the pooled standard deviation; 0 when both groups are constant. |d'| > 1 is a usable classifier.
+    With ``rel_tol`` > 0 it is also 0 when the pooled standard deviation is below ``rel_tol`` times the largest
+    |value|: a node constant up to float rounding must not get a huge d' from rounding noise."""
     a, b = x[mask].float(), x[~mask].float()
     if len(a) < 2 or len(b) < 2:
         return float("nan")
     s = float(((a.var() + b.var()) / 2).sqrt())
-    return float(a.mean() - b.mean()) / s if s > 1e-12 else 0.0
+    floor = max(1e-12, rel_tol * float(x.abs().max())) if rel_tol > 0 else 1e-12
+    return float(a.mean() - b.mean()) / s if s > floor else 0.0
 
 
 def reordered_pairs(data: TaskData) -> list[tuple[int, int]]:
