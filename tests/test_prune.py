@@ -67,6 +67,15 @@ def test_stored_means_equal_means_recomputed_through_the_model(setup):
         torch.testing.assert_close(means[s.hook], ref, atol=1e-5, rtol=1e-4)
 
 
+def test_pruner_reuses_given_means_and_ignores_them_for_other_ablations(setup):
+    model, tok, task = setup
+    first = Pruner(model, tok, task, PruneConfig(ablation="mean", eval_n=8))
+    given = {k: v + 1.0 for k, v in first.means.items()}  # distinguishable from recomputed means
+    again = Pruner(model, tok, get_task("ioi"), PruneConfig(ablation="mean", eval_n=8), means=given)
+    assert again.means is given
+    assert Pruner(model, tok, task, PruneConfig(ablation="zero", eval_n=8), means=given).means is None
+
+
 def test_batched_seeds_equal_seeds_run_one_at_a_time(setup):
     model, tok, task = setup
     cfg = PruneConfig(ablation="zero", steps=4, batch_size=8, eval_n=16, search_points=4)

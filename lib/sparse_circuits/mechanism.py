@@ -24,7 +24,6 @@ Thresholds (documented here, used by the notebooks):
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 
@@ -66,12 +65,8 @@ def prune_circuits(loaded: dict, tasks: list[str], ablations: list[str], seed: i
             c = PruneConfig(ablation=a, **cfg)
             for t in tasks:
                 task = get_task(t)
-                if a == "mean" and means is not None:  # reuse the model's means (the Pruner would recompute them)
-                    pruner = Pruner(model, tok, task, replace(c, ablation="zero"))
-                    pruner.cfg, pruner.means = c, means
-                else:
-                    pruner = Pruner(model, tok, task, c)
-                    means = pruner.means if a == "mean" else means
+                pruner = Pruner(model, tok, task, c, means=means)  # the model's means are computed once
+                means = pruner.means if a == "mean" else means
                 circuit = prune(model, tok, task, c, seeds=[seed], progress=progress, model_name=name, pruner=pruner)[0]
                 out[circuit_key(name, t, a)] = {"circuit": circuit, "ablation": pruner.means if a == "mean" else None,
                                                 "model": name, "task": t, "ablation_kind": a}  # fmt: skip

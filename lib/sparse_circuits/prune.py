@@ -111,7 +111,8 @@ class Pruner:
     """Everything pruning needs for one (model, task, ablation): layout, ablation values, evaluation prompts."""
 
     def __init__(self, model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig,
-                 corpus: CorpusConfig | None = None) -> None:  # fmt: skip
+                 corpus: CorpusConfig | None = None, means: dict | None = None) -> None:  # fmt: skip
+        """``means``: node means of this model from an earlier Pruner (mean ablation), to skip recomputing them."""
         self.model, self.tok, self.task, self.cfg = model, tokenizer, task, cfg
         self.device = next(model.parameters()).device
         for p in model.parameters():
@@ -125,7 +126,10 @@ class Pruner:
             if len(self.pool) == 0:
                 raise ValueError(f"no {task.name} train prompts pass the filter: the model does not know the task")
         self.eval_data = task.data(cfg.eval_split, tokenizer, cfg.eval_n).to(self.device)
-        self.means = node_means(model, self.layout, tokenizer, self.corpus) if cfg.ablation == "mean" else None
+        if cfg.ablation != "mean":
+            self.means = None
+        else:
+            self.means = means if means is not None else node_means(model, self.layout, tokenizer, self.corpus)
         self.resampler = Resampler(model, self.layout, tokenizer, self.corpus) if cfg.ablation == "resample" else None
 
     @property
