@@ -23,14 +23,14 @@ $(STAMP): requirements.txt pyproject.toml
 test: setup
 	$(PY) -m ruff check lib tests bench
 	$(PY) -m pytest -q tests
-	$(PY) -m sparse_circuits.notebooks smoke
+	$(PY) -m sparse_circuits.app.notebooks smoke
 
 unit: setup
 	$(PY) -m pytest -q tests
 
 # Trains any model of configs/ that data/models/ lacks, then runs every notebook at full scale.
 figures: setup models
-	$(PY) -m sparse_circuits.notebooks full
+	$(PY) -m sparse_circuits.app.notebooks full
 
 models: setup
 	@for cfg in $(CONFIGS); do \

@@ -25,7 +25,7 @@ def _import_package():
         import sparse_circuits  # noqa: F401
     except ImportError:
         sys.path.insert(0, str(ROOT / "lib"))
-    from sparse_circuits import corpus, tokenizer
+    from sparse_circuits.data import corpus, tokenizer
 
     return corpus, tokenizer
 

@@ -11,9 +11,9 @@ import time
 
 import torch
 from common import write
-from sparse_circuits.inference import load
-from sparse_circuits.paths import model_dir, shipped_models
-from sparse_circuits.prune import PruneConfig, Pruner
+from sparse_circuits.core.paths import model_dir, shipped_models
+from sparse_circuits.model.inference import load
+from sparse_circuits.pruning.pruner import PruneConfig, Pruner
 from sparse_circuits.tasks import get_task
 
 

@@ -16,12 +16,12 @@ import time
 
 import torch
 from common import matmul_peak_gflops, write
-from sparse_circuits.corpus import CorpusConfig
-from sparse_circuits.data import BatchStream
-from sparse_circuits.model import NODE_SITES, ModelConfig, SparseGPT
-from sparse_circuits.sparsity import normalize_grad_rms_, project_
-from sparse_circuits.tokenizer import build_tokenizer
-from sparse_circuits.train import lm_loss
+from sparse_circuits.data.batches import BatchStream
+from sparse_circuits.data.corpus import CorpusConfig
+from sparse_circuits.data.tokenizer import build_tokenizer
+from sparse_circuits.model.gpt import NODE_SITES, ModelConfig, SparseGPT
+from sparse_circuits.training.sparsity import normalize_grad_rms_, project_
+from sparse_circuits.training.trainer import lm_loss
 
 
 def flops_per_token(cfg: ModelConfig, T: int) -> float:

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from sparse_circuits.train import RunConfig, TrainConfig
+from sparse_circuits.training.trainer import RunConfig, TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -18,8 +18,8 @@ def tiny_run(name: str = "tiny", steps: int = 6, l0: float = 0.5, **train_kw) ->
 
 def random_circuit(model, frac: float = 0.4, seed: int = 0, **meta):
     """A circuit keeping a random fraction of the model's nodes (zero ablation unless meta says otherwise)."""
-    from sparse_circuits.circuit import Circuit
-    from sparse_circuits.masking import NodeLayout
+    from sparse_circuits.circuits.circuit import Circuit
+    from sparse_circuits.circuits.masking import NodeLayout
 
     nodes = torch.rand(NodeLayout(model).n_nodes, generator=torch.Generator().manual_seed(seed)) < frac
     return Circuit(nodes=nodes, tau=nodes.float(), meta={"ablation": "zero", **meta})
@@ -37,7 +37,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A trained (a few steps) tiny sparse model directory shared by tests that only read it."""
-    from sparse_circuits.train import train
+    from sparse_circuits.training.trainer import train
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     train(tiny_run(steps=8), out, device="cpu", progress=False)

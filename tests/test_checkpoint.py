@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from sparse_circuits import checkpoint as ckpt
-from sparse_circuits.model import ModelConfig, SparseGPT
-from sparse_circuits.sparsity import project_
+from sparse_circuits.model import checkpoint as ckpt
+from sparse_circuits.model.gpt import ModelConfig, SparseGPT
+from sparse_circuits.training.sparsity import project_
 
 
 def test_round_trip_is_bitwise_with_sparse_storage(tmp_path):

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from sparse_circuits.cli import main
+from sparse_circuits.app.cli import main
 
 
 def run_json(capsys, *argv):

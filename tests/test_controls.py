@@ -1,6 +1,6 @@
 import pytest
 import torch
-from sparse_circuits.controls import (
+from sparse_circuits.analysis.controls import (
     mask_relaxation,
     node_activation_stats,
     randomize_weights,
@@ -12,9 +12,9 @@ from sparse_circuits.controls import (
     smallest_circuit,
     top_k_share,
 )
-from sparse_circuits.faithfulness import Faithfulness
-from sparse_circuits.inference import load
-from sparse_circuits.masking import NodeLayout
+from sparse_circuits.analysis.faithfulness import Faithfulness
+from sparse_circuits.circuits.masking import NodeLayout
+from sparse_circuits.model.inference import load
 from sparse_circuits.tasks import get_task
 
 
@@ -151,7 +151,7 @@ def test_size_at_loss():
 
 
 def test_smallest_circuit_takes_the_search_or_the_grid():
-    from sparse_circuits.circuit import Circuit
+    from sparse_circuits.circuits.circuit import Circuit
 
     def circ(n, loss, reached):
         tau = torch.linspace(1, -1, 10)

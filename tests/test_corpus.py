@@ -4,8 +4,8 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from sparse_circuits import corpus
-from sparse_circuits.corpus import (
+from sparse_circuits.data import corpus
+from sparse_circuits.data.corpus import (
     FEMALE_NAMES,
     IOI_SITUATIONS,
     IOI_VERBS,

@@ -1,10 +1,10 @@
 import pytest
 import torch
-from sparse_circuits.circuit import Circuit
-from sparse_circuits.faithfulness import Faithfulness, activation_agreement, attention_agreement, jaccard
-from sparse_circuits.inference import load
-from sparse_circuits.masking import NodeLayout
-from sparse_circuits.paths import model_dir
+from sparse_circuits.analysis.faithfulness import Faithfulness, activation_agreement, attention_agreement, jaccard
+from sparse_circuits.circuits.circuit import Circuit
+from sparse_circuits.circuits.masking import NodeLayout
+from sparse_circuits.core.paths import model_dir
+from sparse_circuits.model.inference import load
 from sparse_circuits.tasks import get_task
 
 

@@ -2,9 +2,8 @@ import json
 
 import pytest
 import torch
-from sparse_circuits import corpus
-from sparse_circuits.faithfulness import jaccard
-from sparse_circuits.generalization import (
+from sparse_circuits.analysis.faithfulness import jaccard
+from sparse_circuits.analysis.generalization import (
     circuit_p_correct,
     classify,
     core_nodes,
@@ -15,9 +14,10 @@ from sparse_circuits.generalization import (
     seed_study,
     summarize,
 )
-from sparse_circuits.inference import load
-from sparse_circuits.masking import masked, record_norm_scales
-from sparse_circuits.prune import PruneConfig, Pruner
+from sparse_circuits.circuits.masking import masked, record_norm_scales
+from sparse_circuits.data import corpus
+from sparse_circuits.model.inference import load
+from sparse_circuits.pruning.pruner import PruneConfig, Pruner
 from sparse_circuits.tasks import binary_p_correct, get_task, run_answer_logits
 
 

@@ -5,13 +5,13 @@ import time
 
 import pytest
 import torch
-from sparse_circuits import inspector as insp
-from sparse_circuits.circuit import Circuit, count_edges
-from sparse_circuits.graph_plot import json_for_html, plot_circuit_graph, tokens_html
-from sparse_circuits.inference import load
-from sparse_circuits.masking import NodeLayout
-from sparse_circuits.prune import PruneConfig, Pruner, prune
+from sparse_circuits.circuits.circuit import Circuit, count_edges
+from sparse_circuits.circuits.masking import NodeLayout
+from sparse_circuits.model.inference import load
+from sparse_circuits.pruning.pruner import PruneConfig, Pruner, prune
 from sparse_circuits.tasks import get_task
+from sparse_circuits.viz import inspector as insp
+from sparse_circuits.viz.graph_plot import json_for_html, plot_circuit_graph, tokens_html
 
 
 def make_circuit(model, frac: float = 0.3, seed: int = 0, n: int | None = None, **meta) -> Circuit:

@@ -7,13 +7,13 @@ import math  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import random_circuit  # noqa: E402
-from sparse_circuits import mechanism as mech  # noqa: E402
-from sparse_circuits import walkthrough as wt  # noqa: E402
-from sparse_circuits.ablation import node_means  # noqa: E402
-from sparse_circuits.circuit import Circuit  # noqa: E402
-from sparse_circuits.faithfulness import activation_agreement, attention_agreement  # noqa: E402
-from sparse_circuits.inference import load  # noqa: E402
-from sparse_circuits.masking import NodeLayout  # noqa: E402
+from sparse_circuits.analysis import mechanism as mech  # noqa: E402
+from sparse_circuits.analysis import walkthrough as wt  # noqa: E402
+from sparse_circuits.analysis.faithfulness import activation_agreement, attention_agreement  # noqa: E402
+from sparse_circuits.circuits.ablation import node_means  # noqa: E402
+from sparse_circuits.circuits.circuit import Circuit  # noqa: E402
+from sparse_circuits.circuits.masking import NodeLayout  # noqa: E402
+from sparse_circuits.model.inference import load  # noqa: E402
 from sparse_circuits.tasks import TaskData, get_task  # noqa: E402
 
 

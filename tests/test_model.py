@@ -1,6 +1,6 @@
 import pytest
 import torch
-from sparse_circuits.model import NODE_SITES, ModelConfig, SparseGPT, abs_topk
+from sparse_circuits.model.gpt import NODE_SITES, ModelConfig, SparseGPT, abs_topk
 
 
 def small(**kw) -> SparseGPT:

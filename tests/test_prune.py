@@ -1,11 +1,12 @@
 import pytest
 import torch
-from sparse_circuits.ablation import Resampler, node_means
-from sparse_circuits.circuit import Circuit, count_edges
-from sparse_circuits.data import BatchStream, derived_seed
-from sparse_circuits.inference import load
-from sparse_circuits.masking import NodeLayout, masked, record_norm_scales
-from sparse_circuits.prune import PruneConfig, Pruner, prune, topk_masks
+from sparse_circuits.circuits.ablation import Resampler, node_means
+from sparse_circuits.circuits.circuit import Circuit, count_edges
+from sparse_circuits.circuits.masking import NodeLayout, masked, record_norm_scales
+from sparse_circuits.core.seeds import derived_seed
+from sparse_circuits.data.batches import BatchStream
+from sparse_circuits.model.inference import load
+from sparse_circuits.pruning.pruner import PruneConfig, Pruner, prune, topk_masks
 from sparse_circuits.tasks import get_task
 
 
@@ -58,7 +59,7 @@ def test_stored_means_equal_means_recomputed_through_the_model(setup):
     model, tok, _ = setup
     layout = NodeLayout(model)
     means = node_means(model, layout, tok, n_batches=2, batch_size=4)
-    stream = BatchStream(__import__("sparse_circuits.corpus", fromlist=["CorpusConfig"]).CorpusConfig(), tok,
+    stream = BatchStream(__import__("sparse_circuits.data.corpus", fromlist=["CorpusConfig"]).CorpusConfig(), tok,
                          model.cfg.n_ctx, 4, "val")  # fmt: skip
     rows = torch.cat([stream.batch(derived_seed("means", i) % 10**9)[:, :-1] for i in range(2)])
     _, cache = model.run_with_cache(rows)  # AbsTopK included: the actual model

@@ -1,7 +1,8 @@
 import json
 
 import pytest
-from sparse_circuits import paths, report
+from sparse_circuits.app import report
+from sparse_circuits.core import paths
 
 
 def test_update_readme_rewrites_only_between_markers(tmp_path, monkeypatch):

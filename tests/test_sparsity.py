@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from sparse_circuits.sparsity import l0_at, lr_at, n_keep, normalize_grad_rms_, project_, topk_mask
+from sparse_circuits.training.sparsity import l0_at, lr_at, n_keep, normalize_grad_rms_, project_, topk_mask
 
 
 @pytest.mark.parametrize("axis", [None, "row", "col"])

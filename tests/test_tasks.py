@@ -1,6 +1,7 @@
 import pytest
 import torch
-from sparse_circuits import corpus
+from sparse_circuits.data import corpus
+from sparse_circuits.data.tokenizer import build_tokenizer
 from sparse_circuits.tasks import (
     SPLITS,
     TaskSpec,
@@ -12,7 +13,6 @@ from sparse_circuits.tasks import (
     register_task,
     task_names,
 )
-from sparse_circuits.tokenizer import build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_unknown_task_and_split():
 
 
 def test_evaluate_and_filter_on_a_model(tiny_model_dir):
-    from sparse_circuits.inference import load
+    from sparse_circuits.model.inference import load
 
     model, tok, _ = load(tiny_model_dir)
     task = get_task("ioi")

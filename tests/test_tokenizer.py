@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from sparse_circuits.corpus import FEMALE_NAMES, MALE_NAMES, generate_stories, vocabulary
-from sparse_circuits.tokenizer import (
+from sparse_circuits.data.corpus import FEMALE_NAMES, MALE_NAMES, generate_stories, vocabulary
+from sparse_circuits.data.tokenizer import (
     EOS,
     UNK,
     build_tokenizer,

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 from conftest import tiny_run
-from sparse_circuits import checkpoint as ckpt
-from sparse_circuits.sparsity import n_keep
-from sparse_circuits.train import RunConfig, TrainConfig, Trainer
+from sparse_circuits.model import checkpoint as ckpt
+from sparse_circuits.training.sparsity import n_keep
+from sparse_circuits.training.trainer import RunConfig, TrainConfig, Trainer
 
 
 def _files(d):

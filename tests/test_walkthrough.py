@@ -5,12 +5,12 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import random_circuit  # noqa: E402
-from sparse_circuits import walkthrough as wt  # noqa: E402
-from sparse_circuits.circuit import Circuit  # noqa: E402
-from sparse_circuits.inference import load  # noqa: E402
-from sparse_circuits.inspector import head_patterns  # noqa: E402
-from sparse_circuits.masking import NodeLayout  # noqa: E402
+from sparse_circuits.analysis import walkthrough as wt  # noqa: E402
+from sparse_circuits.circuits.circuit import Circuit  # noqa: E402
+from sparse_circuits.circuits.masking import NodeLayout  # noqa: E402
+from sparse_circuits.model.inference import load  # noqa: E402
 from sparse_circuits.tasks import TaskData, answer_logits, get_task  # noqa: E402
+from sparse_circuits.viz.inspector import head_patterns  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,8 +104,8 @@ def test_role_change_needs_selectivity_in_both_models():
 
 
 def test_evaluate_full_matches_evaluate_and_takes_resampled_values(setup):
-    from sparse_circuits.inspector import resolve_ablation
     from sparse_circuits.tasks import evaluate
+    from sparse_circuits.viz.inspector import resolve_ablation
 
     model, tok, data, circuit = setup
     with circuit.run(model):
@@ -209,7 +209,7 @@ def test_figures_and_claims(setup):
     fig = wt.plot_activations({"model": wt.node_values(orig, model, label),
                                "pruned": wt.node_values(pruned, model, label)}, data, tok, n_prompts=3)  # fmt: skip
     assert len(fig.axes) == 2
-    from sparse_circuits.inspector import activation_table
+    from sparse_circuits.viz.inspector import activation_table
 
     table = activation_table(model, circuit, data, label, tok=tok)
     panels = wt.table_panels(table)

@@ -2,13 +2,13 @@ import re
 
 import pytest
 import torch
-from sparse_circuits.circuit import Circuit
-from sparse_circuits.inference import load
-from sparse_circuits.masking import NodeLayout
+from sparse_circuits.circuits.circuit import Circuit
+from sparse_circuits.circuits.masking import NodeLayout
+from sparse_circuits.model.inference import load
 from sparse_circuits.tasks import get_task
 
 pytest.importorskip("ipywidgets")
-from sparse_circuits.widgets import CircuitInspector  # noqa: E402
+from sparse_circuits.viz.widgets import CircuitInspector  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,0 +1,87 @@
+"""Regenerates the README's results section from figures/results/*.json and the shipped models.
+
+Each notebook's results file may hold a ``claims`` list of objects with ``id``, ``claim``, ``ours``,
+``paper``, ``holds`` ("yes", "no", "partly" or "n/a") and ``figure`` (a path under figures/); the README
+table lists them all, next to the model family and the notebooks' wall times.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..core.paths import FIGURES_DIR, MODELS_DIR, REPO_ROOT
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _fmt(x, digits: int = 3) -> str:
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def model_table() -> list[str]:
+    rows = ["| model | d_model | L0 target | nonzero weights | held-out loss | training tokens |",
+            "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for d in sorted(MODELS_DIR.glob("*/config.json")):
+        c = json.loads(d.read_text())
+        r = c.get("results", {})
+        rows.append(f"| `{c['name']}` | {c['model']['d_model']} | {c['train']['l0_target']} | "
+                    f"{r.get('n_nonzero_sparsified', '?'):,} ({_fmt(r.get('nonzero_fraction', float('nan')))}) | "
+                    f"{_fmt(r.get('val_loss', float('nan')))} | {r.get('train_tokens', 0):,} |")  # fmt: skip
+    return rows
+
+
+def samples_block() -> list[str]:
+    """Greedy samples recorded by the training notebook (prompt || continuation)."""
+    path = FIGURES_DIR / "results" / "01_training.json"
+    samples = json.loads(path.read_text()).get("samples", {}) if path.exists() else {}
+    if not samples:
+        return []
+    lines = ["", "Greedy samples (prompt `||` continuation):", "", "```"]
+    for name, texts in samples.items():
+        lines += [f"{name}:", *(f"  {t}" for t in texts)]
+    return [*lines, "```"]
+
+
+def claims_table() -> list[str]:
+    rows = []
+    for path in sorted((FIGURES_DIR / "results").glob("*.json")):
+        if path.name == "timings.json":
+            continue
+        for c in json.loads(path.read_text()).get("claims", []):
+            fig = f"[figure]({c['figure']})" if c.get("figure") else ""
+            rows.append(f"| {c.get('id', '')} | {c.get('claim', '')} | {c.get('ours', '')} | {c.get('paper', '')} | "
+                        f"{c.get('holds', '')} | {fig} |")  # fmt: skip
+    if not rows:
+        return ["No notebook results yet: run `make figures`."]
+    return ["| id | claim | ours | paper | holds here | figure |", "|---|---|---|---|---|---|", *rows]
+
+
+def timings_table() -> list[str]:
+    path = FIGURES_DIR / "results" / "timings.json"
+    if not path.exists():
+        return []
+    t = json.loads(path.read_text())
+    return ["", "Notebook wall times at full scale (2 CPU cores): "
+            + ", ".join(f"`{k}` {v:.0f} s" for k, v in sorted(t.items())) + f"; total {sum(t.values()) / 60:.1f} min."]  # fmt: skip
+
+
+def results_markdown() -> str:
+    lines = ["### Shipped models", "", *model_table(), *samples_block(), "", "### Claims", "", *claims_table(),
+             *timings_table()]  # fmt: skip
+    return "\n".join(lines)
+
+
+def update_readme(readme=None) -> bool:
+    """Replace the text between the results markers of README.md; returns True if it changed."""
+    readme = readme or REPO_ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} lacks the markers {START} ... {END}")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{results_markdown()}\n{END}{tail}"
+    if new != text:
+        readme.write_text(new)
+    return new != text

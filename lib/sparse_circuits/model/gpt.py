@@ -1,0 +1,300 @@
+"""The sparse GPT: a small pre-norm decoder-only transformer (SPEC section 2), every activation a hook point.
+
+Shapes: B batch, T tokens, D d_model, H heads, E d_head (16), F MLP width (4 D), V vocabulary.
+
+    x = embed(tokens)                        # hook_embed, blocks.0.hook_resid_pre
+    x = x + attn(norm1(x))                   # blocks.{l}.hook_attn_in ... hook_attn_out
+    x = x + mlp(norm2(x))                    # blocks.{l}.hook_mlp_in ... hook_mlp_out
+    logits = unembed(norm_final(x)) [+ bigram(tokens)]
+
+RMSNorm (zero stays zero), no positional embedding by default, a learnable attention sink per head (an
+extra key slot with zero key and value; column 0 of every pattern), and AbsTopK activation sparsity at
+chosen sites. The model knows nothing about pruning: pruning acts through the hook points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.config import strict_from_dict
+from .hooks import HookedModule, HookPoint
+
+# Node sites of one layer, in forward order (SPEC section 5): 11 * d_model scalar channels in all.
+NODE_SITES = ("attn_in", "q", "k", "v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out")
+# Where AbsTopK may act: every node site plus the residual stream.
+ABSTOPK_SITES = NODE_SITES + ("resid",)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a sparse GPT. Saved in every checkpoint's config.json, so a loaded model equals the trained one."""
+
+    vocab_size: int
+    """Number of tokens, including the specials (<eos> = 0, <unk> = 1)."""
+    n_layer: int = 2
+    """Transformer blocks. The reference works use 2 (Drori) to 8 (Gao)."""
+    d_model: int = 128
+    """Residual stream width."""
+    d_head: int = 16
+    """Channels per attention head; n_head = d_model / d_head."""
+    n_ctx: int = 128
+    """Longest sequence the model is trained on (only the optional positional embedding depends on it)."""
+    mlp_ratio: int = 4
+    """MLP width as a multiple of d_model."""
+    positional_embedding: bool = False
+    """Add a learned absolute positional embedding (off: causal attention alone supplies position)."""
+    bigram_table: bool = False
+    """Add a dense learned bigram table (vocab x vocab) to the logits; it is never sparsified."""
+    attention_sink: bool = True
+    """A learnable per-head logit for an extra key slot with zero key and value, so a head can attend nowhere."""
+    abstopk_frac: float = 0.25
+    """Fraction of entries kept (largest |x| per token) at each AbsTopK site."""
+    abstopk_sites: tuple[str, ...] = field(default_factory=lambda: NODE_SITES)
+    """Sites with AbsTopK; a subset of ABSTOPK_SITES ("resid" covers every residual-stream state). Empty for dense baselines."""
+    norm_eps: float = 1e-5
+    """Added inside the RMS so that an all-zero residual gives zero, not NaN."""
+
+    def __post_init__(self) -> None:
+        self.abstopk_sites = tuple(self.abstopk_sites)
+        for name in ("vocab_size", "n_layer", "d_model", "d_head", "n_ctx", "mlp_ratio"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.d_model % self.d_head:
+            raise ValueError(f"ModelConfig.d_model ({self.d_model}) must be a multiple of d_head ({self.d_head})")
+        unknown = sorted(set(self.abstopk_sites) - set(ABSTOPK_SITES))
+        if unknown:
+            raise ValueError(f"ModelConfig.abstopk_sites has unknown sites {unknown}; allowed: {list(ABSTOPK_SITES)}")
+        if not 0.0 < self.abstopk_frac <= 1.0:
+            raise ValueError(f"ModelConfig.abstopk_frac must be in (0, 1], got {self.abstopk_frac}")
+
+    @property
+    def n_head(self) -> int:
+        return self.d_model // self.d_head
+
+    @property
+    def d_mlp(self) -> int:
+        return self.mlp_ratio * self.d_model
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["abstopk_sites"] = list(self.abstopk_sites)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return strict_from_dict(cls, d)
+
+
+def abs_topk(x: torch.Tensor, frac: float) -> torch.Tensor:
+    """Keep the k = round(frac * width) entries of largest |x| along the last dim, zero the rest."""
+    width = x.shape[-1]
+    k = max(1, round(frac * width))
+    if k >= width:
+        return x
+    idx = x.abs().topk(k, dim=-1, sorted=False).indices
+    return torch.zeros_like(x).scatter(-1, idx, x.gather(-1, idx))
+
+
+class AbsTopK(nn.Module):
+    """AbsTopK at one site; identity when the site is not in config.abstopk_sites."""
+
+    def __init__(self, frac: float, active: bool) -> None:
+        super().__init__()
+        self.frac, self.active = frac, active
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return abs_topk(x, self.frac) if self.active else x
+
+    def extra_repr(self) -> str:
+        return f"frac={self.frac}" if self.active else "off"
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight. hook_scale exposes rms(x) [B, T, 1], which frozen-layernorm pruning replaces."""
+
+    def __init__(self, d: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+        self.hook_scale = HookPoint()  # [B, T, 1]
+        self.hook_normalized = HookPoint()  # [B, T, D]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.hook_scale(x.pow(2).mean(-1, keepdim=True).add(self.eps).sqrt())
+        return self.hook_normalized(x / scale * self.weight)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head, self.d_head = cfg.n_head, cfg.d_head
+        D = cfg.d_model
+        self.W_Q, self.W_K, self.W_V, self.W_O = (nn.Linear(D, D) for _ in range(4))
+        sites = set(cfg.abstopk_sites)
+        self.topk_q, self.topk_k, self.topk_v = (AbsTopK(cfg.abstopk_frac, s in sites) for s in ("q", "k", "v"))
+        # Sink logit per head; a zero sink logit with no sink would be wrong, so disable by -inf.
+        self.sink = nn.Parameter(torch.zeros(self.n_head)) if cfg.attention_sink else None
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # [B, T, H, E]
+        self.hook_attn_scores = HookPoint()  # [B, H, T, 1 + T], column 0 is the sink
+        self.hook_pattern = HookPoint()  # [B, H, T, 1 + T]
+        self.hook_z = HookPoint()  # [B, T, H, E]
+
+    def forward(self, x: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D]; with ``at`` [B], queries only at those positions -> [B, 1, D]."""
+        B, T, D = x.shape
+        H, E = self.n_head, self.d_head
+        rows = torch.arange(B, device=x.device)
+        xq = x if at is None else x[rows, at][:, None]
+        Tq = xq.shape[1]
+        # AbsTopK acts over all heads together (the whole D-vector), then heads are split off.
+        q = self.hook_q(self.topk_q(self.W_Q(xq)).view(B, Tq, H, E))
+        k = self.hook_k(self.topk_k(self.W_K(x)).view(B, T, H, E))
+        v = self.hook_v(self.topk_v(self.W_V(x)).view(B, T, H, E))
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(E)  # [B, H, Tq, T]
+        qpos = torch.arange(T, device=x.device)[None] if at is None else at[:, None]  # [B or 1, Tq]
+        future = torch.arange(T, device=x.device)[None, None, None, :] > qpos[:, None, :, None]
+        scores = scores.masked_fill(future, float("-inf"))
+        sink = (self.sink if self.sink is not None else scores.new_full((H,), float("-inf"))).to(scores.dtype)
+        scores = torch.cat([sink.view(1, H, 1, 1).expand(B, H, Tq, 1), scores], dim=-1)  # [B, H, Tq, 1+T]
+        pattern = self.hook_pattern(self.hook_attn_scores(scores).softmax(dim=-1))
+        # The sink's value is zero, so only the token columns contribute.
+        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern[..., 1:], v))  # [B, Tq, H, E]
+        return self.W_O(z.reshape(B, Tq, D))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_in = nn.Linear(cfg.d_model, cfg.d_mlp)
+        self.W_out = nn.Linear(cfg.d_mlp, cfg.d_model)
+        self.topk_neuron = AbsTopK(cfg.abstopk_frac, "mlp_neuron" in cfg.abstopk_sites)
+        self.hook_pre = HookPoint()  # [B, T, F] before GELU
+        self.hook_post = HookPoint()  # [B, T, F] after GELU and AbsTopK: the mlp_neuron nodes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.hook_post(self.topk_neuron(F.gelu(self.hook_pre(self.W_in(x)))))
+        return self.W_out(h)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        topk = lambda site: AbsTopK(cfg.abstopk_frac, site in cfg.abstopk_sites)  # noqa: E731
+        self.ln1, self.ln2 = RMSNorm(cfg.d_model, cfg.norm_eps), RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn, self.mlp = Attention(cfg), MLP(cfg)
+        self.topk_attn_in, self.topk_attn_out = topk("attn_in"), topk("attn_out")
+        self.topk_mlp_in, self.topk_mlp_out = topk("mlp_in"), topk("mlp_out")
+        self.topk_resid = topk("resid")
+        self.hook_resid_pre, self.hook_resid_mid, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        self.hook_attn_in, self.hook_attn_out = HookPoint(), HookPoint()  # [B, T, D]
+        self.hook_mlp_in, self.hook_mlp_out = HookPoint(), HookPoint()  # [B, T, D]
+
+    def forward(self, x: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] -> [B, T, D]; with ``at`` (the last block only) everything after k and v runs at those positions."""
+        x = self.hook_resid_pre(x)
+        attn_in = self.hook_attn_in(self.topk_attn_in(self.ln1(x)))
+        attn_out = self.hook_attn_out(self.topk_attn_out(self.attn(attn_in, at)))
+        if at is not None:
+            x = x[torch.arange(x.shape[0], device=x.device), at][:, None]  # [B, 1, D]
+        x = self.hook_resid_mid(self.topk_resid(x + attn_out))
+        mlp_out = self.hook_mlp_out(self.topk_mlp_out(self.mlp(self.hook_mlp_in(self.topk_mlp_in(self.ln2(x))))))
+        return self.hook_resid_post(self.topk_resid(x + mlp_out))
+
+
+class SparseGPT(HookedModule):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        D, V = cfg.d_model, cfg.vocab_size
+        self.embed = nn.Embedding(V, D)
+        self.pos_embed = nn.Embedding(cfg.n_ctx, D) if cfg.positional_embedding else None
+        self.topk_resid = AbsTopK(cfg.abstopk_frac, "resid" in cfg.abstopk_sites)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_final = RMSNorm(D, cfg.norm_eps)
+        self.unembed = nn.Linear(D, V)
+        self.bigram = nn.Embedding(V, V) if cfg.bigram_table else None
+        self.hook_embed = HookPoint()  # [B, T, D]
+        self.hook_logits = HookPoint()  # [B, T, V]
+        self._init_weights()
+        self.setup_hooks()
+
+    def _init_weights(self) -> None:
+        for name, p in self.named_parameters():
+            if name.endswith("bias") or name.endswith("sink"):
+                nn.init.zeros_(p)
+            elif p.ndim == 2:
+                # Residual-writing matrices get the GPT-2 1/sqrt(2 n_layer) shrink.
+                std = 0.02 / math.sqrt(2 * self.cfg.n_layer) if name.endswith(("W_O.weight", "W_out.weight")) else 0.02
+                nn.init.normal_(p, std=std)
+        if self.bigram is not None:
+            nn.init.zeros_(self.bigram.weight)
+
+    def forward(self, tokens: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, T] int64 -> logits [B, T, V]; with ``at`` [B] (one position per row) -> logits [B, 1, V].
+
+        ``at`` is exact and cheaper: the last block needs keys and values everywhere, but its queries, attention
+        output and MLP only at the answer position (hooks there then see [B, 1, ...]), and so do the final norm
+        and the unembedding. Tasks read only the answer position.
+        """
+        B, T = tokens.shape
+        x = self.hook_embed(self.embed(tokens))
+        if self.pos_embed is not None:
+            if T > self.cfg.n_ctx:
+                raise ValueError(f"sequence length {T} exceeds n_ctx={self.cfg.n_ctx} of the positional embedding")
+            x = x + self.pos_embed(torch.arange(T, device=tokens.device))
+        x = self.topk_resid(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, at if i == len(self.blocks) - 1 else None)
+        logits = self.unembed(self.ln_final(x))
+        if self.bigram is not None:
+            logits = logits + self.bigram(
+                tokens if at is None else tokens[torch.arange(B, device=tokens.device), at][:, None]
+            )
+        return self.hook_logits(logits)
+
+    def sparsifiable_weights(self) -> dict[str, tuple[nn.Parameter, str | None]]:
+        """Weight matrices under the L0 projection, with the axis whose neurons keep a minimum of weights.
+
+        "row": each output channel (row of an nn.Linear weight) keeps its minimum of inputs (q/k/v channels,
+        MLP neurons); "col": each input channel keeps its minimum of outputs (v channels into W_O, MLP neurons
+        into W_out); None: no per-neuron minimum (embedding, unembedding). Biases, norms, sinks and the bigram
+        table are never sparsified.
+        """
+        out: dict[str, tuple[nn.Parameter, str | None]] = {
+            "embed.weight": (self.embed.weight, None),
+            "unembed.weight": (self.unembed.weight, None),
+        }
+        for i, b in enumerate(self.blocks):
+            for m in ("W_Q", "W_K", "W_V"):
+                out[f"blocks.{i}.attn.{m}.weight"] = (getattr(b.attn, m).weight, "row")
+            out[f"blocks.{i}.attn.W_O.weight"] = (b.attn.W_O.weight, "col")
+            out[f"blocks.{i}.mlp.W_in.weight"] = (b.mlp.W_in.weight, "row")
+            out[f"blocks.{i}.mlp.W_out.weight"] = (b.mlp.W_out.weight, "col")
+        if self.pos_embed is not None:
+            out["pos_embed.weight"] = (self.pos_embed.weight, None)
+        return out
+
+    def node_hook_names(self, layer: int) -> dict[str, str]:
+        """Hook name of each node site in one layer (q, k, v hooks are [B, T, H, E]; the rest [B, T, width])."""
+        return {
+            "attn_in": f"blocks.{layer}.hook_attn_in",
+            "q": f"blocks.{layer}.attn.hook_q",
+            "k": f"blocks.{layer}.attn.hook_k",
+            "v": f"blocks.{layer}.attn.hook_v",
+            "attn_out": f"blocks.{layer}.hook_attn_out",
+            "mlp_in": f"blocks.{layer}.hook_mlp_in",
+            "mlp_neuron": f"blocks.{layer}.mlp.hook_post",
+            "mlp_out": f"blocks.{layer}.hook_mlp_out",
+        }
+
+    def site_width(self, site: str) -> int:
+        return self.cfg.d_mlp if site == "mlp_neuron" else self.cfg.d_model
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,303 @@
+"""Weight-sparse training (SPEC section 3), resumable and deterministic.
+
+Every optimizer step: loss -> gradients rescaled to RMS 1 -> AdamW with the warmup/decay x sharkfin rate ->
+each weight matrix projected onto its top-k entries at the current L0 (annealed from dense). The dense
+baseline is the same trainer with ``l0_target = 1`` and a model without AbsTopK.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..core import storage
+from ..core.device import default_device
+from ..data.batches import BatchStream
+from ..data.corpus import CorpusConfig
+from ..data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
+from ..model import checkpoint as ckpt
+from ..model.gpt import ModelConfig, SparseGPT
+from ..model.inference import evaluate_lm, lm_loss, nonzero_fraction
+from .sparsity import L0_SCHEDULES, l0_at, lr_at, normalize_grad_rms_, project_
+
+
+@dataclass
+class TrainConfig:
+    """Optimization of one model. Defaults follow Gao et al. where the SPEC names them."""
+
+    steps: int = 2000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Rows per step; each row has the model's n_ctx tokens."""
+    lr: float = 3e-3
+    """Base learning rate (before warmup/decay and the sharkfin 1/sqrt(L0) factor)."""
+    warmup_frac: float = 0.01
+    """Fraction of steps of linear warmup."""
+    l0_target: float = 1.0
+    """Final fraction of nonzero weights per matrix; 1 trains a dense model."""
+    l0_schedule: str = "linear"
+    """Annealing from dense to the target: "linear" or "exponential" (target ** progress)."""
+    anneal_start: float = 0.01
+    """Fraction of training at which annealing starts."""
+    anneal_end: float = 0.5
+    """Fraction of training at which L0 reaches its target."""
+    min_per_neuron: int = 4
+    """Nonzero weights every neuron keeps (inputs of q/k/v channels and MLP neurons, outputs of v channels and MLP neurons)."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay."""
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 0.1
+    """Adam epsilon; large (Gao) because gradients are normalized to RMS 1."""
+    grad_rms_norm: bool = True
+    """Rescale gradients every step so that their RMS over all parameters is 1."""
+    seed: int = 0
+    """Seed of the initialization (the data order comes from the corpus seed)."""
+    eval_every: int = 250
+    eval_batches: int = 8
+    """Held-out batches (fixed) for the validation loss."""
+    log_every: int = 10
+    checkpoint_every: int = 250
+    """Steps between atomic resumable checkpoints."""
+
+    def __post_init__(self) -> None:
+        if self.l0_schedule not in L0_SCHEDULES:
+            raise ValueError(
+                f"TrainConfig.l0_schedule: unknown schedule {self.l0_schedule!r}; allowed: {list(L0_SCHEDULES)}"
+            )
+        if not 0.0 < self.l0_target <= 1.0:
+            raise ValueError(f"TrainConfig.l0_target must be in (0, 1], got {self.l0_target}")
+        if not 0.0 <= self.anneal_start < self.anneal_end <= 1.0:
+            raise ValueError("TrainConfig needs 0 <= anneal_start < anneal_end <= 1")
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a trained model: its name, architecture, optimization and data."""
+
+    name: str
+    model: dict
+    """ModelConfig fields except vocab_size, which comes from the tokenizer."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown top-level config fields {unknown}; allowed: name, model, train, corpus")
+        if "name" not in d or "model" not in d:
+            raise ValueError("a run config needs 'name' and 'model'")
+        for section, klass in (("train", TrainConfig), ("corpus", CorpusConfig)):
+            bad = sorted(set(d.get(section, {})) - {f.name for f in fields(klass)})
+            if bad:
+                raise ValueError(f"unknown {section} config fields {bad}")
+        if "vocab_size" in d["model"]:
+            raise ValueError("model.vocab_size comes from the tokenizer; remove it from the config")
+        return cls(d["name"], dict(d["model"]), TrainConfig(**d.get("train", {})), CorpusConfig(**d.get("corpus", {})))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text)
+        else:
+            d = json.loads(text)
+        try:
+            return cls.from_dict(d)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from e
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "model": dict(self.model),
+            "train": asdict(self.train),
+            "corpus": asdict(self.corpus),
+        }
+
+
+def make_tokenizer(corpus: CorpusConfig, n_texts: int = 20000):
+    """The synthetic corpus's tokenizer covers its whole vocabulary; a real corpus's is trained on its first texts."""
+    if corpus.source == "synthetic":
+        return build_tokenizer()
+    from itertools import islice
+
+    from ..data.corpus import iter_texts
+
+    return train_tokenizer(islice(iter_texts(corpus, "train"), n_texts))
+
+
+class Trainer:
+    """Holds the model, optimizer and streams of one run; ``run()`` trains to the end, resuming if possible."""
+
+    CKPT = "checkpoint"
+
+    def __init__(self, run: RunConfig, out_dir: str | Path, device: str | torch.device | None = None) -> None:
+        self.run_cfg, self.cfg = run, run.train
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(device) if device is not None else default_device()
+        tok_path = self.out / ckpt.TOKENIZER_FILE
+        self.tokenizer = load_tokenizer(tok_path) if tok_path.exists() else make_tokenizer(run.corpus)
+        if not tok_path.exists():
+            save_tokenizer(self.tokenizer, tok_path)
+        torch.manual_seed(self.cfg.seed)
+        mcfg = ModelConfig(vocab_size=self.tokenizer.get_vocab_size(), **run.model)
+        self.model = SparseGPT(mcfg).to(self.device)
+        self.sparse = self.model.sparsifiable_weights()
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2),
+            eps=self.cfg.eps, weight_decay=self.cfg.weight_decay,
+        )  # fmt: skip
+        self.train_stream = BatchStream(run.corpus, self.tokenizer, mcfg.n_ctx, self.cfg.batch_size, "train")
+        self.val_stream = BatchStream(run.corpus, self.tokenizer, mcfg.n_ctx, self.cfg.batch_size, "val")
+        self.step = 0
+        self.tokens = 0
+
+    # --- schedules -------------------------------------------------------------------------------------
+    def l0(self, step: int) -> float:
+        c = self.cfg
+        return l0_at(step / c.steps, c.l0_target, c.l0_schedule, c.anneal_start, c.anneal_end)
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.cfg.steps, self.cfg.lr, self.l0(step), self.cfg.warmup_frac)
+
+    # --- one step --------------------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict:
+        rows = self.train_stream.batch(step).to(self.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            loss = lm_loss(self.model, rows)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_rms = normalize_grad_rms_(self.model.parameters()) if self.cfg.grad_rms_norm else float("nan")
+        lr, l0 = self.lr(step), self.l0(step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.step()
+        for w, axis in self.sparse.values():
+            project_(w.data, l0, axis, self.cfg.min_per_neuron)
+        self.tokens += rows.shape[0] * (rows.shape[1] - 1)
+        return {
+            "step": step + 1,
+            "tokens": self.tokens,
+            "loss": float(loss.detach()),
+            "lr": lr,
+            "l0": l0,
+            "grad_rms": grad_rms,
+        }
+
+    # --- checkpoints -----------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Write a complete checkpoint to a temporary directory, then swap it in with renames."""
+        final, tmp, old = self.out / self.CKPT, self.out / (self.CKPT + ".tmp"), self.out / (self.CKPT + ".old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        storage.save_tensors(tmp / "model.safetensors", self.model.state_dict())
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        opt_tensors = {}
+        for p, st in self.opt.state.items():
+            for key, val in st.items():
+                opt_tensors[f"{names[id(p)]}::{key}"] = val.reshape(1) if val.ndim == 0 else val
+        storage.save_tensors(tmp / "optimizer.safetensors", opt_tensors, sparse_below=0.0)
+        storage.write_json(tmp / "state.json", {"step": self.step, "tokens": self.tokens})
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self) -> bool:
+        for name in (self.CKPT, self.CKPT + ".old"):  # .old survives a kill between the two renames
+            d = self.out / name
+            if (d / "state.json").exists():
+                break
+        else:
+            return False
+        state = storage.read_json(d / "state.json")
+        self.model.load_state_dict(storage.load_tensors(d / "model.safetensors"))
+        opt_t = storage.load_tensors(d / "optimizer.safetensors")
+        params = dict(self.model.named_parameters())
+        for key, val in opt_t.items():
+            pname, field_ = key.split("::")
+            p = params[pname]
+            self.opt.state[p][field_] = val.reshape(()) if field_ == "step" else val.to(self.device)
+        self.step, self.tokens = state["step"], state["tokens"]
+        return True
+
+    def _metrics_append(self, rec: dict) -> None:
+        with open(self.out / ckpt.METRICS_FILE, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
+        path = self.out / ckpt.METRICS_FILE
+        if not path.exists():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+        storage.atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+    # --- the loop --------------------------------------------------------------------------------------
+    def run(self, stop_after: int | None = None, progress: bool = True) -> dict:
+        """Train to ``cfg.steps`` (or stop after ``stop_after`` steps, for tests), then write the model files."""
+        resumed = self.load_checkpoint()
+        if not resumed and (self.out / ckpt.WEIGHTS_FILE).exists():
+            raise FileExistsError(
+                f"{self.out} already holds a trained model ({ckpt.WEIGHTS_FILE}); choose another --out or delete it"
+            )
+        self._truncate_metrics() if resumed else (self.out / ckpt.METRICS_FILE).unlink(missing_ok=True)
+        c = self.cfg
+        end = c.steps if stop_after is None else min(c.steps, stop_after)
+        bar = tqdm(total=c.steps, initial=self.step, desc=self.run_cfg.name, disable=not progress, unit="step")
+        t0 = time.perf_counter()
+        while self.step < end:
+            rec = self.train_step(self.step)
+            self.step += 1
+            bar.update(1)
+            if self.step % c.log_every == 0 or self.step == c.steps:
+                rec["time_s"] = round(time.perf_counter() - t0, 3)
+                self._metrics_append(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", l0=f"{rec['l0']:.3g}")
+            if self.step % c.eval_every == 0 or self.step == c.steps:
+                val = evaluate_lm(self.model, self.val_stream, c.eval_batches, self.device)
+                self._metrics_append({"step": self.step, "val_loss": val})
+            if self.step % c.checkpoint_every == 0 and self.step < c.steps:
+                self.save_checkpoint()
+        bar.close()
+        if self.step < c.steps:
+            self.save_checkpoint()
+            return {"finished": False, "step": self.step}
+        return self.finish()
+
+    def finish(self) -> dict:
+        val = evaluate_lm(self.model, self.val_stream, self.cfg.eval_batches, self.device)
+        weights = {n: w for n, (w, _) in self.sparse.items()}
+        nz, total = nonzero_fraction(weights)
+        config = self.run_cfg.to_dict()
+        config["results"] = {
+            "train_tokens": self.tokens, "val_loss": val, "n_nonzero_sparsified": nz,
+            "nonzero_fraction": nz / total, "steps": self.step,
+        }  # fmt: skip
+        ckpt.save_model(self.model.cpu(), self.out, config)
+        self.model.to(self.device)
+        shutil.rmtree(self.out / self.CKPT, ignore_errors=True)
+        return {"finished": True, **config["results"]}
+
+
+def train(run: RunConfig, out_dir: str | Path, device=None, progress: bool = True) -> dict:
+    """Train (or resume) the run into ``out_dir``; returns final results."""
+    return Trainer(run, out_dir, device).run(progress=progress)

@@ -1,0 +1,162 @@
+"""``CircuitInspector``: explore a circuit node by node in Jupyter (ipywidgets).
+
+    from sparse_circuits.widgets import CircuitInspector
+    CircuitInspector({"sparse-d128": (model, tok)}, {"pronoun seed 0": circuit}, tasks=["pronoun"])
+
+Controls pick the model, task (whose prompts are shown), circuit, node budget k (``circuit.at_count(k)``),
+prompt split and count, and the node. Everything a view needs is computed once per choice of those
+(``inspect.InspectorData``, cached), so selecting a node only slices caches and runs one small forward
+pass. Widget state is not kept in executed notebooks: for papers use ``graph_plot.plot_circuit_graph``
+or the static export ``inspector.circuit_to_html``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ipywidgets as W
+
+from ..circuits.masking import NodeLayout
+from ..tasks import SPLITS, Task, TaskSpecError, get_task
+from .graph_plot import esc, graph_svg, node_panel_html, summary_html
+from .inspector import CorpusActivations, InspectorData
+
+
+class CircuitInspector(W.VBox):
+    """The inspector widget. Its parts are attributes, so code (and tests) can drive it: ``model``,
+    ``task``, ``circuit``, ``k``, ``split``, ``n_prompts``, ``node`` (controls), ``summary``, ``graph``,
+    ``node_panel``, ``status`` (HTML outputs); ``view`` is the current InspectorData."""
+
+    def __init__(self, models: dict[str, tuple], circuits: dict[str, object], tasks: list[str | Task] | None = None,
+                 n_prompts: int = 16, snippet_batches: int = 2, snippet_batch_size: int = 16,
+                 max_edges: int = 5000) -> None:  # fmt: skip
+        if not models or not circuits:
+            raise ValueError("CircuitInspector needs at least one model and one circuit")
+        self.models, self.circuits = dict(models), dict(circuits)
+        names = tasks or sorted({c.meta["task"] for c in circuits.values() if c.meta.get("task")}) or ["pronoun"]
+        self.tasks = {t.name if isinstance(t, Task) else t: (t if isinstance(t, Task) else get_task(t)) for t in names}
+        self.snippet_args = (snippet_batches, snippet_batch_size)
+        self.max_edges = max_edges  # the graph is redrawn on every selection: keep it light
+        self._views: dict[tuple, InspectorData] = {}
+        self._means: dict[str, dict] = {}
+        self._corpus: dict[str, CorpusActivations] = {}
+        self._quiet = False  # set while one control updates others, so the view is rebuilt once
+        self.view: InspectorData | None = None
+        self.last_latency = 0.0
+
+        style = {"description_width": "initial"}
+        self.model = W.Dropdown(options=list(self.models), description="model", style=style)
+        self.task = W.Dropdown(options=list(self.tasks), description="task prompts", style=style)
+        self.circuit = W.Dropdown(options=[], description="circuit", style=style)
+        self.k = W.IntSlider(value=1, min=1, max=1, description="nodes k", continuous_update=False, style=style)
+        self.split = W.Dropdown(options=list(SPLITS), value="test", description="split", style=style)
+        self.n_prompts = W.BoundedIntText(value=n_prompts, min=1, max=512, description="prompts", style=style,
+                                          layout=W.Layout(width="140px"))  # fmt: skip
+        self.node = W.Dropdown(options=[], description="node", style=style)
+        self.summary, self.graph, self.node_panel, self.status = W.HTML(), W.HTML(), W.HTML(), W.HTML()
+        self.graph.layout = W.Layout(overflow="auto", max_height="520px", border="1px solid #ddd")
+        super().__init__([
+            W.HBox([self.model, self.circuit, self.task]),
+            W.HBox([self.k, self.split, self.n_prompts]),
+            self.summary, self.graph, self.node, self.status, self.node_panel,
+        ])  # fmt: skip
+
+        self.model.observe(self._on_model, "value")
+        self.circuit.observe(self._on_circuit, "value")
+        for w in (self.task, self.k, self.split, self.n_prompts):
+            w.observe(lambda _: self._reload(), "value")
+        self.node.observe(lambda _: self._show_node(), "value")
+        self._on_model()
+
+    # ---- controls -----------------------------------------------------------------------------------
+    def _on_model(self, _=None) -> None:
+        model, _tok = self.models[self.model.value]
+        n = NodeLayout(model).n_nodes
+        fits = [name for name, c in self.circuits.items() if c.total_nodes == n]  # circuits of this architecture
+        self._quiet = True
+        try:
+            self.circuit.options = fits
+            self.circuit.value = fits[0] if fits else None
+        finally:
+            self._quiet = False
+        self._on_circuit()
+
+    def _on_circuit(self, _=None) -> None:
+        if self._quiet:
+            return
+        c = self.circuits.get(self.circuit.value)
+        if c is None:
+            self._clear(f"no circuit fits model {self.model.value!r}")
+            return
+        self._quiet = True
+        try:
+            self.k.max = c.total_nodes
+            self.k.value = c.n_nodes
+            if c.meta.get("task") in self.tasks:
+                self.task.value = c.meta["task"]
+        finally:
+            self._quiet = False
+        self._reload()
+
+    def _clear(self, message: str) -> None:
+        self.view = None
+        self.node.options = []
+        self.summary.value = self.graph.value = self.node_panel.value = ""
+        self.status.value = f"<span style='color:#b2182b'>{esc(message)}</span>"
+
+    # ---- building the view --------------------------------------------------------------------------
+    def _current_circuit(self):
+        c = self.circuits[self.circuit.value]
+        return c if self.k.value == c.n_nodes else c.at_count(self.k.value)
+
+    def _build(self, key: tuple) -> InspectorData:
+        model_name, task_name = key[0], key[1]
+        model, tok = self.models[model_name]
+        circuit = self._current_circuit()
+        data = self.tasks[task_name].data(self.split.value, tok, self.n_prompts.value)
+        kind = circuit.meta.get("ablation", "zero")
+        means = None
+        if kind == "mean":
+            from ..circuits.ablation import node_means
+
+            if model_name not in self._means:
+                self._means[model_name] = node_means(model, NodeLayout(model), tok)
+            means = self._means[model_name]
+        if model_name not in self._corpus:
+            self._corpus[model_name] = CorpusActivations.compute(model, tok, *self.snippet_args)
+        return InspectorData.build(model, tok, circuit, data, loss=self.tasks[task_name].loss, ablation=kind,
+                                   means=means, corpus=self._corpus[model_name])  # fmt: skip
+
+    def _reload(self) -> None:
+        if self._quiet or self.circuit.value is None:
+            return
+        key = (self.model.value, self.task.value, self.circuit.value, self.k.value, self.split.value,
+               self.n_prompts.value)  # fmt: skip
+        try:
+            if key not in self._views:
+                self._views[key] = self._build(key)
+        except (TaskSpecError, ValueError) as e:  # e.g. a task whose words the model's tokenizer lacks
+            self._clear(str(e))
+            return
+        self.view = self._views[key]
+        self.summary.value = summary_html(self.view)
+        labels = self.view.node_labels
+        keep = self.node.value if self.node.value in labels else (labels[0] if labels else None)
+        self._quiet = True
+        try:
+            self.node.options = labels
+            self.node.value = keep
+        finally:
+            self._quiet = False
+        self._show_node()
+
+    def _show_node(self) -> None:
+        if self._quiet or self.view is None:
+            return
+        label = self.node.value
+        t0 = time.perf_counter()
+        self.graph.value = graph_svg(self.view.graph, self.view.positions, highlight=label, adj=self.view.adj,
+                                     max_edges=self.max_edges)  # fmt: skip
+        self.node_panel.value = node_panel_html(self.view.panel(label)) if label else ""
+        self.last_latency = time.perf_counter() - t0
+        self.status.value = f"<small>node view in {1000 * self.last_latency:.0f} ms</small>"
