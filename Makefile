@@ -19,9 +19,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (sparse-circuits)" >/dev/null
 	touch $(STAMP)
 
-# Unit tests, then every notebook at smoke scale through papermill, checked by nbval.
+# Lint, the layer contract (import-linter, see pyproject.toml), unit tests, then every notebook at smoke
+# scale through papermill, checked by nbval.
 test: setup
 	$(PY) -m ruff check lib tests bench
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q tests
 	$(PY) -m sparse_circuits.app.notebooks smoke
 
@@ -47,6 +49,7 @@ bench: setup
 lint: setup
 	$(PY) -m ruff check lib tests bench
 	$(PY) -m ruff format --check lib tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean-runs:
 	rm -rf runs

@@ -25,19 +25,19 @@ def _import_package():
         import sparse_circuits  # noqa: F401
     except ImportError:
         sys.path.insert(0, str(ROOT / "lib"))
-    from sparse_circuits.data import corpus, tokenizer
+    from sparse_circuits.data import generator, statistics, tokenizer
 
-    return corpus, tokenizer
+    return generator, statistics, tokenizer
 
 
-def bench_generation(corpus, seconds: float, seed: int = 0) -> dict:
-    gen = corpus.StoryGenerator(seed)
+def bench_generation(generator, statistics, seconds: float, seed: int = 0) -> dict:
+    gen = generator.StoryGenerator(seed)
     stories: list[str] = []
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         stories.extend(gen.story() for _ in range(200))
     elapsed = time.perf_counter() - start
-    n_tokens = sum(len(corpus.tokenize_words(s)) for s in stories)
+    n_tokens = sum(len(statistics.tokenize_words(s)) for s in stories)
     return {
         "stories": len(stories),
         "tokens": n_tokens,
@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "corpus.json")
     args = parser.parse_args(argv)
 
-    corpus, tokenizer = _import_package()
+    generator, statistics, tokenizer = _import_package()
     tok = tokenizer.build_tokenizer()
-    gen = bench_generation(corpus, args.seconds)
+    gen = bench_generation(generator, statistics, args.seconds)
     stories = gen.pop("_stories")
     enc = bench_tokenization(tokenizer, tok, stories, args.seconds)
     result = {

@@ -44,14 +44,20 @@ def main() -> None:
         t = time.perf_counter()
         pruner.discretize(tau)
         disc = time.perf_counter() - t
-        row = {"nodes": pruner.n_nodes, "steps_per_s_1_seed": one, f"steps_per_s_{args.seeds}_seeds": many,
-               "seed_steps_per_s_batched_over_single": many * args.seeds / one,
-               "projected_100_seed_1000_step_minutes": 1000 / many * (100 / args.seeds) / 60,
-               "discretize_one_circuit_s": disc}  # fmt: skip
+        row = {
+            "nodes": pruner.n_nodes,
+            "steps_per_s_1_seed": one,
+            f"steps_per_s_{args.seeds}_seeds": many,
+            "seed_steps_per_s_batched_over_single": many * args.seeds / one,
+            "projected_100_seed_1000_step_minutes": 1000 / many * (100 / args.seeds) / 60,
+            "discretize_one_circuit_s": disc,
+        }
         out["models"][name] = row
-        print(f"{name}: {one:.2f} steps/s (1 seed), {many:.3f} steps/s ({args.seeds} seeds) = "
-              f"{row['seed_steps_per_s_batched_over_single']:.1f}x seed-steps/s; 100 seeds x 1000 steps ~ "
-              f"{row['projected_100_seed_1000_step_minutes']:.1f} min; discretize {disc:.2f} s")  # fmt: skip
+        print(
+            f"{name}: {one:.2f} steps/s (1 seed), {many:.3f} steps/s ({args.seeds} seeds) = "
+            f"{row['seed_steps_per_s_batched_over_single']:.1f}x seed-steps/s; 100 seeds x 1000 steps ~ "
+            f"{row['projected_100_seed_1000_step_minutes']:.1f} min; discretize {disc:.2f} s"
+        )
         torch.set_grad_enabled(True)
     write("prune", out)
 

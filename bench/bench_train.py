@@ -17,7 +17,7 @@ import time
 import torch
 from common import matmul_peak_gflops, write
 from sparse_circuits.data.batches import BatchStream
-from sparse_circuits.data.corpus import CorpusConfig
+from sparse_circuits.data.sources import CorpusConfig
 from sparse_circuits.data.tokenizer import build_tokenizer
 from sparse_circuits.model.gpt import NODE_SITES, ModelConfig, SparseGPT
 from sparse_circuits.training.sparsity import normalize_grad_rms_, project_
@@ -79,13 +79,19 @@ def main() -> None:
         for kind, ts in times.items():
             med = statistics.median(ts)
             gflops = flops_per_token(runs[kind][0], args.n_ctx) * tokens / med / 1e9
-            row[kind] = {"step_ms": med * 1e3, "tokens_per_s": tokens / med, "gflops": gflops,
-                         "fraction_of_matmul_peak": gflops / peak}  # fmt: skip
+            row[kind] = {
+                "step_ms": med * 1e3,
+                "tokens_per_s": tokens / med,
+                "gflops": gflops,
+                "fraction_of_matmul_peak": gflops / peak,
+            }
         row["sparse_over_dense_step_time"] = row["sparse"]["step_ms"] / row["dense"]["step_ms"]
         out["widths"][str(d)] = row
-        print(f"d_model {d}: dense {row['dense']['tokens_per_s']:.0f} tok/s ({row['dense']['fraction_of_matmul_peak']:.0%} "
-              f"of peak), sparse {row['sparse']['tokens_per_s']:.0f} tok/s ({row['sparse']['fraction_of_matmul_peak']:.0%}), "
-              f"sparse/dense step time {row['sparse_over_dense_step_time']:.2f}")  # fmt: skip
+        print(
+            f"d_model {d}: dense {row['dense']['tokens_per_s']:.0f} tok/s ({row['dense']['fraction_of_matmul_peak']:.0%} "
+            f"of peak), sparse {row['sparse']['tokens_per_s']:.0f} tok/s ({row['sparse']['fraction_of_matmul_peak']:.0%}), "
+            f"sparse/dense step time {row['sparse_over_dense_step_time']:.2f}"
+        )
     print(f"matmul peak {peak:.0f} GFLOP/s")
     write("train", out)
 

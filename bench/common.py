@@ -27,8 +27,12 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
 
 
 def machine() -> dict:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine()}  # fmt: skip
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
 def write(name: str, results: dict) -> Path:

@@ -11,8 +11,18 @@ def run_json(capsys, *argv):
 
 def test_info_json(capsys, tiny_model_dir):
     info = run_json(capsys, "info", str(tiny_model_dir), "--json", "--val-batches", "1")
-    for key in ("name", "d_model", "n_layer", "n_head", "l0_target", "nonzero_fraction", "n_params", "n_nonzero",
-                "val_loss", "train_tokens"):  # fmt: skip
+    for key in (
+        "name",
+        "d_model",
+        "n_layer",
+        "n_head",
+        "l0_target",
+        "nonzero_fraction",
+        "n_params",
+        "n_nonzero",
+        "val_loss",
+        "train_tokens",
+    ):
         assert key in info, key
     assert info["d_model"] == 32 and info["n_head"] == 2 and info["l0_target"] == 0.5
     assert 0.4 < info["nonzero_fraction"] < 0.6 and info["val_loss"] > 0 and info["train_tokens"] == 8 * 4 * 16
@@ -25,8 +35,24 @@ def test_evaluate_json(capsys, tiny_model_dir):
 
 
 def test_prune_json_and_saved_circuits(capsys, tiny_model_dir, tmp_path):
-    res = run_json(capsys, "prune", str(tiny_model_dir), "--task", "pronoun", "--ablation", "zero", "--seeds", "2",
-                   "--steps", "3", "--batch-size", "4", "--out", str(tmp_path / "c"), "--json")  # fmt: skip
+    res = run_json(
+        capsys,
+        "prune",
+        str(tiny_model_dir),
+        "--task",
+        "pronoun",
+        "--ablation",
+        "zero",
+        "--seeds",
+        "2",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp_path / "c"),
+        "--json",
+    )
     assert res["task"] == "pronoun" and res["ablation"] == "zero" and res["total_nodes"] == 2 * 11 * 32
     assert [s["seed"] for s in res["seeds"]] == [0, 1]
     for s in res["seeds"]:
@@ -35,8 +61,24 @@ def test_prune_json_and_saved_circuits(capsys, tiny_model_dir, tmp_path):
 
 
 def test_sweep_json(capsys, tiny_model_dir):
-    res = run_json(capsys, "sweep", str(tiny_model_dir), "--task", "pronoun", "--ablation", "zero", "--trials", "3",
-                   "--parallel", "2", "--steps", "2", "--batch-size", "4", "--json")  # fmt: skip
+    res = run_json(
+        capsys,
+        "sweep",
+        str(tiny_model_dir),
+        "--task",
+        "pronoun",
+        "--ablation",
+        "zero",
+        "--trials",
+        "3",
+        "--parallel",
+        "2",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--json",
+    )
     assert res["n_trials"] == 3 and set(res["best_params"]) == {"k_coef", "lr"}
 
 
@@ -65,3 +107,49 @@ def test_python_m_entry_point():
 
     out = subprocess.run([sys.executable, "-m", "sparse_circuits", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout and "prune" in out.stdout
+
+
+def test_prune_and_sweep_options_are_the_prune_config_fields():
+    from dataclasses import asdict
+
+    from sparse_circuits.app.cli import build_parser
+    from sparse_circuits.core.config import given_arguments
+    from sparse_circuits.pruning.pruner import PruneConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["prune", "M", "--task", "pronoun", "--ablation", "mean", "--no-frozen-ln"])
+    assert given_arguments(args, PruneConfig) == asdict(PruneConfig(ablation="mean"))
+    options = ["--objective", "stochastic", "--filter-prompts", "--eval-split", "val"]
+    args = parser.parse_args(["prune", "M", "--task", "ioi", "--ablation", "zero", *options])
+    cfg = PruneConfig(**given_arguments(args, PruneConfig))
+    assert (cfg.objective, cfg.filter_prompts, cfg.eval_split) == ("stochastic", True, "val")
+    args = parser.parse_args(["sweep", "M", "--task", "pronoun", "--ablation", "zero"])
+    assert not {"k_coef", "lr"} & set(given_arguments(args, PruneConfig))  # searched, not set
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prune", "M", "--task", "pronoun", "--ablation", "average"])
+
+
+def test_train_options_override_the_config_file(capsys, tmp_path):
+    import yaml
+    from conftest import tiny_run
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_run(steps=50).to_dict()))
+    out = tmp_path / "m"
+    res = run_json(
+        capsys, "train", "--config", str(config), "--out", str(out), "--steps", "2", "--quiet", "--device", "cpu"
+    )
+    assert res["finished"] and res["steps"] == 2
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["steps"] == 2 and saved["train"]["batch_size"] == 4  # the rest from the file
+
+
+def test_export_html(capsys, tiny_model_dir, tmp_path):
+    from conftest import random_circuit
+    from sparse_circuits.model.inference import load
+
+    model, _, _ = load(tiny_model_dir)
+    circuit_dir, out = tmp_path / "circ", tmp_path / "out" / "c.html"
+    random_circuit(model, 0.2, task="pronoun").save(circuit_dir, model)
+    argv = ["export-html", str(circuit_dir), "--model", str(tiny_model_dir), "--out", str(out), "--n-prompts", "4"]
+    assert main(argv) == 0 and out.exists() and str(out) in capsys.readouterr().out

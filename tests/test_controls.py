@@ -60,7 +60,7 @@ def test_matched_scale_copies_each_matrix_rms(setup):
     trained = model.sparsifiable_weights()
     for name, (w, _) in rnd.sparsifiable_weights().items():
         ref = trained[name][0]
-        rms = lambda x: float(x[x != 0].pow(2).mean().sqrt())  # noqa: E731
+        rms = lambda x: float(x.detach()[x != 0].pow(2).mean().sqrt())  # noqa: E731
         assert rms(w) == pytest.approx(rms(ref), rel=1e-4), name
 
 
@@ -109,8 +109,12 @@ def test_single_node_importance_matches_one_mask_at_a_time(setup):
     layout = NodeLayout(model)
     data = fa.pruner.eval_data
     _, cache = model.run_with_cache(data.tokens, names_filter=[s.hook for s in layout.slices])
-    dead = [s.start + c for s in layout.slices
-            for c in range(s.width) if bool((cache[s.hook].flatten(2)[..., c] == 0).all())]  # fmt: skip
+    dead = [
+        s.start + c
+        for s in layout.slices
+        for c in range(s.width)
+        if bool((cache[s.hook].flatten(2)[..., c] == 0).all())
+    ]
     if dead:
         assert float(full["delta"][dead].abs().max()) < 1e-5
 
@@ -163,6 +167,5 @@ def test_smallest_circuit_takes_the_search_or_the_grid():
     assert ok and c.n_nodes == 5 and torch.equal(c.tau, b.tau)  # run b's curve passes at 5 nodes
     c, ok = smallest_circuit({**sweep, "curves": [[3.0, 2.0, 0.5, 0.0], [3.0, 2.0, 0.5, 0.0]]}, 0.15)
     assert ok and c is a  # the search's 6 beats the grid's 10
-    c, ok = smallest_circuit({**sweep, "circuits": [circ(6, 0.4, False), b],
-                              "curves": [[3.0] * 4, [3.0] * 4]}, 0.15)  # fmt: skip
+    c, ok = smallest_circuit({**sweep, "circuits": [circ(6, 0.4, False), b], "curves": [[3.0] * 4, [3.0] * 4]}, 0.15)
     assert not ok and c is b  # nothing passes: the lowest discretized loss

@@ -4,25 +4,20 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from sparse_circuits.data import corpus
-from sparse_circuits.data.corpus import (
+from sparse_circuits.data.generator import StoryGenerator, generate_stories, question_statement_pairs
+from sparse_circuits.data.sources import CorpusConfig, iter_texts, load_simplestories
+from sparse_circuits.data.statistics import corpus_statistics, template_words, tokenize_words, vocabulary
+from sparse_circuits.data.words import (
     FEMALE_NAMES,
+    GENDER,
     IOI_SITUATIONS,
     IOI_VERBS,
     MALE_NAMES,
     PRONOUN_ACTIONS,
     TASK_FEMALE_NAMES,
     TASK_MALE_NAMES,
-    CorpusConfig,
-    StoryGenerator,
-    corpus_statistics,
+    TEMPLATE_SOURCES,
     gender_of,
-    generate_stories,
-    iter_texts,
-    load_simplestories,
-    question_statement_pairs,
-    tokenize_words,
-    vocabulary,
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "simplestories"
@@ -60,11 +55,11 @@ def test_name_lists():
 
 def test_names_are_not_common_words():
     other_words = set()
-    for source in corpus._TEMPLATE_SOURCES:
+    for source in TEMPLATE_SOURCES:
         if source in (MALE_NAMES, FEMALE_NAMES):
             continue
         for text in source:
-            other_words.update(tokenize_words(corpus._SLOT_RE.sub(" ", text)))
+            other_words.update(template_words(text))
     assert not other_words & set(MALE_NAMES + FEMALE_NAMES)
 
 
@@ -123,7 +118,7 @@ def test_pronouns_agree_with_the_referent(stories):
         for i in range(len(words) - 2):
             if words[i] == "," and words[i + 1] in ("he", "she"):
                 start = max(j for j in range(i) if words[j] in (".", "?", "!", '"') or j == 0)
-                names = [w for w in words[start:i] if w in corpus._GENDER]
+                names = [w for w in words[start:i] if w in GENDER]
                 if len(names) == 1:
                     assert words[i + 1] == ("he" if gender_of(names[0]) == "male" else "she"), story
                     checked += 1

@@ -1,6 +1,7 @@
 import pytest
 import torch
-from sparse_circuits.analysis.faithfulness import Faithfulness, activation_agreement, attention_agreement, jaccard
+from sparse_circuits.analysis.compare import activation_agreement, attention_agreement
+from sparse_circuits.analysis.faithfulness import Faithfulness, jaccard
 from sparse_circuits.circuits.circuit import Circuit
 from sparse_circuits.circuits.masking import NodeLayout
 from sparse_circuits.core.paths import model_dir

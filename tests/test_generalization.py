@@ -15,7 +15,7 @@ from sparse_circuits.analysis.generalization import (
     summarize,
 )
 from sparse_circuits.circuits.masking import masked, record_norm_scales
-from sparse_circuits.data import corpus
+from sparse_circuits.data.words import gender_of
 from sparse_circuits.model.inference import load
 from sparse_circuits.pruning.pruner import PruneConfig, Pruner
 from sparse_circuits.tasks import binary_p_correct, get_task, run_answer_logits
@@ -79,7 +79,7 @@ def test_name2_rule_share(setup):
     # a constant "him" follows the shortcut exactly when name_2 is female
     him = tok.token_to_id("him")
     always_him = torch.where(same.correct == him, 0.9, 0.1)[None]
-    female2 = torch.tensor([corpus.gender_of(a["name_2"]) == "female" for a in same.assignments]).float().mean()
+    female2 = torch.tensor([gender_of(a["name_2"]) == "female" for a in same.assignments]).float().mean()
     assert float(name2_rule_share(always_him, same, tok)[0]) == pytest.approx(float(female2))
 
 
@@ -119,7 +119,7 @@ def test_seed_study(setup):
         for s in range(3):
             one = circuit_p_correct(st["pruner"], st["masks"][s : s + 1], data)[0]
             assert ev["p_correct"][s] == pytest.approx(float(one.mean()), abs=1e-5)
-        own = binary_p_correct(run_answer_logits(model, data), data)
+        own = binary_p_correct(run_answer_logits(model, data).detach(), data)
         assert st["model_rates"][name]["p_correct"] == pytest.approx(float(own.mean()), abs=1e-5)
     assert st["class"] == classify(st["eval"]["ioi_same"]["p_correct"])
     for c, r in zip(st["circuits"], st["reached"]):

@@ -1,17 +1,22 @@
-import argparse
 import html
 import re
 import time
 
 import pytest
 import torch
-from sparse_circuits.circuits.circuit import Circuit, count_edges
-from sparse_circuits.circuits.masking import NodeLayout
+from sparse_circuits.analysis import compare, inspection
+from sparse_circuits.circuits import evaluate, layout
+from sparse_circuits.circuits import graph as cgraph
+from sparse_circuits.circuits.circuit import Circuit
+from sparse_circuits.circuits.graph import count_edges
+from sparse_circuits.circuits.layout import NodeLayout
 from sparse_circuits.model.inference import load
 from sparse_circuits.pruning.pruner import PruneConfig, Pruner, prune
 from sparse_circuits.tasks import get_task
+from sparse_circuits.viz import graph_layout
 from sparse_circuits.viz import inspector as insp
-from sparse_circuits.viz.graph_plot import json_for_html, plot_circuit_graph, tokens_html
+from sparse_circuits.viz.graph_plot import plot_circuit_graph
+from sparse_circuits.viz.html import circuit_to_html, json_for_html, tokens_html
 
 
 def make_circuit(model, frac: float = 0.3, seed: int = 0, n: int | None = None, **meta) -> Circuit:
@@ -66,19 +71,27 @@ def test_labels_match_the_node_layout_and_parse_back(setup):
     model = setup[0]
     nl = NodeLayout(model)
     for i in range(nl.n_nodes):
-        label = insp.node_label(*nl.describe(i), model.cfg.d_head)
-        assert label == nl.label(i) and insp.parse_label(label, model) == i
-    with pytest.raises(ValueError, match="not a model node label"):
-        insp.parse_label("embed.3", model)
+        label = layout.node_label(*nl.describe(i), model.cfg.d_head)
+        assert label == nl.label(i) and nl.index(label) == i
+        ref = layout.parse_label(label)
+        assert (ref.layer, ref.site, ref.channel(model.cfg.d_head)) == nl.describe(i)
+    assert layout.parse_label("L1.v.h3.5") == layout.NodeRef(1, "v", 3, 5)
+    assert layout.parse_label("L0.mlp_out.7") == layout.NodeRef(0, "mlp_out", None, 7)
+    for bad in ("embed.3", "logit.he", "L1.v.5", "L0.mlp_out.h1.2", "L0.bogus.1", "Lx.q.h0.0", ""):
+        with pytest.raises(ValueError, match="not a model node label") as e:
+            nl.index(bad)
+        assert repr(bad) in str(e.value)
+    with pytest.raises(ValueError, match="not a node of this model"):
+        nl.index(f"L{model.cfg.n_layer}.mlp_out.0")
 
 
 @pytest.mark.parametrize("frac", [0.0, 0.05, 0.3, 1.0])
 def test_graph_edges_agree_with_count_edges(setup, pruned, frac):
     model, tok, _, _, answers = setup
     for c in [make_circuit(model, frac), pruned]:
-        g = insp.circuit_graph(model, c, answers, tok)
-        assert insp.edge_counts(g) == count_edges(model, c.nodes, answers)
-        assert insp.edge_counts(insp.circuit_graph(model, c)) == count_edges(model, c.nodes)
+        g = cgraph.circuit_graph(model, c, answers, tok)
+        assert cgraph.edge_counts(g) == count_edges(model, c.nodes, answers)
+        assert cgraph.edge_counts(cgraph.circuit_graph(model, c)) == count_edges(model, c.nodes)
         kept = set(c.node_labels(model))
         assert {k for k, v in g["nodes"].items() if v["kind"] == "node"} == kept
         for e in g["edges"]:
@@ -87,10 +100,11 @@ def test_graph_edges_agree_with_count_edges(setup, pruned, frac):
             assert e.dst in kept or e.kind == "unembed"
 
 
+@torch.no_grad()
 def test_graph_weights_are_the_actual_weights(setup):
     model, tok, _, _, answers = setup
     c = make_circuit(model, 0.5)
-    g = insp.circuit_graph(model, c, answers, tok)
+    g = cgraph.circuit_graph(model, c, answers, tok)
     nodes = g["nodes"]
     kinds = {e.kind for e in g["edges"]}
     assert {"W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "residual", "embed", "unembed"} <= kinds
@@ -116,14 +130,14 @@ def test_graph_weights_are_the_actual_weights(setup):
 
 def test_layout_is_in_forward_order(setup):
     model, tok, _, _, answers = setup
-    g = insp.circuit_graph(model, make_circuit(model, 0.3), answers, tok)
-    pos = insp.layout(g)
+    g = cgraph.circuit_graph(model, make_circuit(model, 0.3), answers, tok)
+    pos = graph_layout.layout(g)
     assert set(pos) == set(g["nodes"])
     for e in g["edges"]:
         (_, ys), (_, yd) = pos[e.src], pos[e.dst]
         assert yd == ys if e.kind == "qk" else yd > ys, e
     assert all(0 < x < 1 for x, _ in pos.values())
-    names = insp.row_names(model.cfg.n_layer)
+    names = graph_layout.row_names(model.cfg.n_layer)
     assert names[0] == "embed" and names[-1] == "logits" and len(names) == 2 + 6 * model.cfg.n_layer
     row = lambda site: {v["site"]: pos[k][1] for k, v in g["nodes"].items()}[site]  # noqa: E731
     assert row("embed") < row("attn_in") < row("q") == row("k") == row("v") < row("attn_out") < row("logits")
@@ -131,23 +145,25 @@ def test_layout_is_in_forward_order(setup):
 
 def test_upstream_and_downstream_are_transitive_closures(setup):
     model, tok, _, _, answers = setup
-    g = insp.circuit_graph(model, make_circuit(model, 0.3, seed=1), answers, tok)
-    adj = insp.adjacency(g)
-    for s, d in insp.flow_edges(g):
-        assert s in insp.upstream(g, d, adj) and d in insp.downstream(g, s, adj)
+    g = cgraph.circuit_graph(model, make_circuit(model, 0.3, seed=1), answers, tok)
+    adj = cgraph.adjacency(g)
+    for s, d in cgraph.flow_edges(g):
+        assert s in cgraph.upstream(g, d, adj) and d in cgraph.downstream(g, s, adj)
     some = next(k for k, v in g["nodes"].items() if v["site"] == "attn_in")
-    down = insp.downstream(g, some, adj)
+    down = cgraph.downstream(g, some, adj)
     for d in list(down)[:10]:
-        assert insp.downstream(g, d, adj) <= down
-    assert some not in down and some not in insp.upstream(g, some, adj)
+        assert cgraph.downstream(g, d, adj) <= down
+    assert some not in down and some not in cgraph.upstream(g, some, adj)
     # a head's q node reaches the attn_out nodes its kept v nodes write to
-    links = [(s, d) for s, d in insp.flow_edges(g) if g["nodes"][s]["site"] == "q"]
+    links = [(s, d) for s, d in cgraph.flow_edges(g) if g["nodes"][s]["site"] == "q"]
     if links:
-        assert links[0][1] in insp.downstream(g, links[0][0], adj)
+        assert links[0][1] in cgraph.downstream(g, links[0][0], adj)
     # a hand-made chain: a -> b -> c
-    toy = {"nodes": {n: {"kind": "node", "site": "mlp_in", "head": None} for n in "abc"},
-           "edges": [insp.Edge("a", "b", 1.0, "W_in"), insp.Edge("b", "c", -1.0, "W_out")]}  # fmt: skip
-    assert insp.upstream(toy, "c") == {"a", "b"} and insp.downstream(toy, "a") == {"b", "c"}
+    toy = {
+        "nodes": {n: {"kind": "node", "site": "mlp_in", "head": None} for n in "abc"},
+        "edges": [cgraph.Edge("a", "b", 1.0, "W_in"), cgraph.Edge("b", "c", -1.0, "W_out")],
+    }
+    assert cgraph.upstream(toy, "c") == {"a", "b"} and cgraph.downstream(toy, "a") == {"b", "c"}
 
 
 def test_activation_table_original_vs_pruned(setup):
@@ -158,20 +174,20 @@ def test_activation_table_original_vs_pruned(setup):
     hook = model.node_hook_names(1)["mlp_neuron"]
     _, cache = model.run_with_cache(data.tokens, names_filter=hook)
     idx = next(int(i) for i in dropped if nl.describe(int(i))[:2] == (1, "mlp_neuron"))
-    t = insp.activation_table(model, c, data, nl.label(idx), tok=tok)
+    t = inspection.activation_table(model, c, data, nl.label(idx), tok=tok)
     assert t["original"].shape == t["pruned"].shape == data.tokens.shape
     torch.testing.assert_close(t["original"], cache[hook][..., nl.describe(idx)[2]])
     assert (t["pruned"] == 0).all()  # zero-ablated outside the circuit
     assert t["tokens"][0][0] == "<eos>" and len(t["tokens"][0]) == int(data.last[0]) + 1
     full = Circuit(torch.ones_like(c.nodes), c.tau, {})
-    t = insp.activation_table(model, full, data, int(kept[0]), tok=tok)
+    t = inspection.activation_table(model, full, data, int(kept[0]), tok=tok)
     torch.testing.assert_close(t["original"], t["pruned"])
 
 
 def test_head_patterns_include_the_sink(setup):
     model, tok, _, data, _ = setup
     c = make_circuit(model, 0.3)
-    p = insp.head_patterns(model, c, data, 1, 0, tok=tok)
+    p = compare.head_patterns(model, c, data, 1, 0, tok=tok)
     T = data.tokens.shape[1]
     assert p["original"].shape == p["pruned"].shape == (len(data), 1 + T)
     torch.testing.assert_close(p["original"].sum(-1), torch.ones(len(data)))
@@ -179,17 +195,17 @@ def test_head_patterns_include_the_sink(setup):
     assert (p["original"][:, 0] > 0).all()  # the sink column is there
     assert ((0 <= p["tv"]) & (p["tv"] <= 1)).all() and p["keys"][0][0] == "<sink>"
     full = Circuit(torch.ones_like(c.nodes), c.tau, {})
-    assert insp.head_patterns(model, full, data, 1, 0)["tv_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert compare.head_patterns(model, full, data, 1, 0)["tv_mean"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_node_weights_in_and_out(setup):
     model, tok, _, _, answers = setup
     c = make_circuit(model, 0.4)
-    g = insp.circuit_graph(model, c, answers, tok)
+    g = cgraph.circuit_graph(model, c, answers, tok)
     kept = set(c.node_labels(model))
     for site in ("mlp_neuron", "v", "mlp_out", "attn_in"):
         label = next(k for k, v in g["nodes"].items() if v["site"] == site)
-        w = insp.node_weights(model, c, label, answers, tok)
+        w = cgraph.node_weights(model, c, label, answers, tok)
         for side in ("incoming", "outgoing"):
             mags = [abs(x["weight"]) for x in w[side]]
             assert mags == sorted(mags, reverse=True) and all(m > 0 for m in mags)
@@ -203,25 +219,26 @@ def test_node_weights_in_and_out(setup):
     neuron = next(k for k, v in g["nodes"].items() if v["site"] == "mlp_neuron")
     info = g["nodes"][neuron]
     row = model.blocks[info["layer"]].mlp.W_in.weight[info["channel"]]
-    assert len(insp.node_weights(model, c, neuron)["incoming"]) == int((row != 0).sum())
+    assert len(cgraph.node_weights(model, c, neuron)["incoming"]) == int((row != 0).sum())
 
 
+@torch.no_grad()
 def test_ablation_effect_matches_pruner_losses(setup):
     model, tok, task, data, _ = setup
     c = make_circuit(model, 0.5)
     nl = NodeLayout(model)
     labels = c.node_labels(model)[:3] + [nl.label(int((~c.nodes).nonzero()[0]))]
-    r = insp.ablation_effects(model, c, data, labels, task.loss)
+    r = evaluate.ablation_effects(model, c, data, labels, task.loss)
     pr = Pruner(model, tok, task, PruneConfig(ablation="zero", eval_n=8))
     base = float(pr.losses(c.nodes.float()[None], data, None)[0])
     assert r["circuit_loss"] == pytest.approx(base, abs=1e-5)
     for j, label in enumerate(labels):
         m = c.nodes.float().clone()
-        i = insp.parse_label(label, model)
+        i = nl.index(label)
         m[i] = 1 - m[i]
         ref = float(pr.losses(m[None], data, None)[0])
         assert float(r["toggled_loss"][j]) == pytest.approx(ref, abs=1e-5)
-        one = insp.ablation_effect(model, c, data, label, task.loss)
+        one = evaluate.ablation_effect(model, c, data, label, task.loss)
         assert one["delta"] == pytest.approx(ref - base, abs=1e-5) and one["removed"] == (j < 3)
 
 
@@ -234,21 +251,21 @@ def test_bias_like_node_is_constant_in_the_pruned_model(setup):
     nodes = torch.zeros(nl.n_nodes, dtype=torch.bool)
     nodes[neuron] = True
     alone = Circuit(nodes, nodes.float(), {"ablation": "zero"})
-    g = insp.circuit_graph(model, alone)
+    g = cgraph.circuit_graph(model, alone)
     label = nl.label(neuron)
-    assert insp.is_bias_like(g, label) and insp.bias_like_nodes(g) == {label}
-    t = insp.activation_table(model, alone, data, label)
+    assert cgraph.is_bias_like(g, label) and cgraph.bias_like_nodes(g) == {label}
+    t = inspection.activation_table(model, alone, data, label)
     vals = torch.cat([t["pruned"][i, : int(t["last"][i]) + 1] for i in range(len(data))])
     assert torch.allclose(vals, vals[0].expand_as(vals))  # no kept inputs: the same value everywhere
     fed = nodes.clone()
     fed[nl.sl(1, "mlp_in").start + int(w_in[j].abs().argmax())] = True
-    assert not insp.is_bias_like(insp.circuit_graph(model, Circuit(fed, fed.float(), {})), label)
+    assert not cgraph.is_bias_like(cgraph.circuit_graph(model, Circuit(fed, fed.float(), {})), label)
 
 
 def test_top_activating_snippets(setup):
     model, tok, *_ = setup
     label = NodeLayout(model).label(NodeLayout(model).sl(0, "attn_out").start + 3)
-    s = insp.top_activating_snippets(model, tok, label, n=4, n_batches=1, batch_size=4)
+    s = inspection.top_activating_snippets(model, tok, label, n=4, n_batches=1, batch_size=4)
     assert len(s["top"]) == len(s["bottom"]) == 4
     tops, bottoms = [x["value"] for x in s["top"]], [x["value"] for x in s["bottom"]]
     assert tops == sorted(tops, reverse=True) and bottoms == sorted(bottoms) and tops[-1] >= bottoms[-1]
@@ -259,18 +276,18 @@ def test_top_activating_snippets(setup):
 def test_inspector_data_answers_fast_and_agrees(setup):
     model, tok, _, data, _ = setup
     c = make_circuit(model, 0.3)
-    corpus = insp.CorpusActivations.compute(model, tok, n_batches=1, batch_size=4)
+    corpus = inspection.CorpusActivations.compute(model, tok, n_batches=1, batch_size=4)
     view = insp.InspectorData.build(model, tok, c, data, corpus=corpus)
     q = next(k for k in view.node_labels if ".q." in k)
     for label in (view.node_labels[0], q, view.node_labels[-1]):
         t0 = time.perf_counter()
         p = view.panel(label)
         assert time.perf_counter() - t0 < 1.0
-        ref = insp.activation_table(model, c, data, label, tok=tok)
+        ref = inspection.activation_table(model, c, data, label, tok=tok)
         torch.testing.assert_close(p["activations"]["pruned"], ref["pruned"])
         assert {"weights", "effect", "bias_like", "snippets"} <= set(p)
     assert p is not None and "head" in view.panel(q)
-    direct = insp.head_patterns(model, c, data, view.graph["nodes"][q]["layer"], view.graph["nodes"][q]["head"])
+    direct = compare.head_patterns(model, c, data, view.graph["nodes"][q]["layer"], view.graph["nodes"][q]["head"])
     assert view.panel(q)["head"]["tv_mean"] == pytest.approx(direct["tv_mean"])
 
 
@@ -280,7 +297,7 @@ def test_html_export_escapes_every_token(setup, tmp_path):
     bad_answer = ScriptTokenizer(tok, answers[0])  # an answer token: a logit node label
     c = make_circuit(model, 0.3)
     for t in (bad, bad_answer):
-        text = insp.circuit_to_html(model, t, c, tmp_path / "c.html", data).read_text()
+        text = circuit_to_html(model, t, c, tmp_path / "c.html", data).read_text()
         assert "<script>alert" not in text and "alert(1)</script>" not in text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
         assert len(re.findall(r"<script", text)) == 2  # the page's own JSON data and script only
@@ -293,27 +310,16 @@ def test_html_export_500_nodes_is_small_and_offline(setup, tmp_path):
     c = make_circuit(model, n=500)
     assert c.n_nodes == 500
     t0 = time.perf_counter()
-    path = insp.circuit_to_html(model, tok, c, tmp_path / "big.html", data)
+    path = circuit_to_html(model, tok, c, tmp_path / "big.html", data)
     elapsed = time.perf_counter() - t0
     text = path.read_text()
     assert path.stat().st_size <= 5 * 2**20 and elapsed < 10
     assert "<link" not in text and " src=" not in text and "https://" not in text
     assert text.count("<circle") == len(
-        insp.circuit_graph(model, c, data.correct.tolist() + data.incorrect.tolist())["nodes"]
+        cgraph.circuit_graph(model, c, data.correct.tolist() + data.incorrect.tolist())["nodes"]
     )
     for label in c.node_labels(model)[::50]:
         assert f">{html.escape(label)}</option>" in text
-
-
-def test_export_html_cli(setup, tmp_path, tiny_model_dir, capsys):
-    model, *_ = setup
-    make_circuit(model, 0.2).save(tmp_path / "circ", model)
-    p = argparse.ArgumentParser()
-    insp.add_cli(p.add_subparsers())
-    out = tmp_path / "out" / "c.html"
-    args = p.parse_args(["export-html", str(tmp_path / "circ"), "--model", str(tiny_model_dir), "--out", str(out),
-                         "--n-prompts", "4"])  # fmt: skip
-    assert args.fn(args) == 0 and out.exists() and str(out) in capsys.readouterr().out
 
 
 def test_plot_circuit_graph(setup):
@@ -321,7 +327,7 @@ def test_plot_circuit_graph(setup):
 
     matplotlib.use("Agg")
     model, tok, _, _, answers = setup
-    g = insp.circuit_graph(model, make_circuit(model, 0.1), answers, tok)
+    g = cgraph.circuit_graph(model, make_circuit(model, 0.1), answers, tok)
     node = next(k for k, v in g["nodes"].items() if v["kind"] == "node")
     ax = plot_circuit_graph(g, highlight=node)
     assert node in ax.get_title() and ax.collections

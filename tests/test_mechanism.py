@@ -9,12 +9,16 @@ import torch  # noqa: E402
 from conftest import random_circuit  # noqa: E402
 from sparse_circuits.analysis import mechanism as mech  # noqa: E402
 from sparse_circuits.analysis import walkthrough as wt  # noqa: E402
-from sparse_circuits.analysis.faithfulness import activation_agreement, attention_agreement  # noqa: E402
+from sparse_circuits.analysis.compare import activation_agreement, attention_agreement  # noqa: E402
+from sparse_circuits.app.experiments import prune_circuits  # noqa: E402
+from sparse_circuits.app.verdicts import attention_verdict, roles_verdict  # noqa: E402
 from sparse_circuits.circuits.ablation import node_means  # noqa: E402
 from sparse_circuits.circuits.circuit import Circuit  # noqa: E402
-from sparse_circuits.circuits.masking import NodeLayout  # noqa: E402
+from sparse_circuits.circuits.layout import NodeLayout  # noqa: E402
 from sparse_circuits.model.inference import load  # noqa: E402
+from sparse_circuits.pruning.pruner import PruneConfig  # noqa: E402
 from sparse_circuits.tasks import TaskData, get_task  # noqa: E402
+from sparse_circuits.viz import mechanism_figures as mfig  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,8 +38,14 @@ def setup(tiny_model_dir):
 
 def synthetic(tokens, last):
     n = tokens.shape[0]
-    return TaskData(tokens, torch.tensor(last), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long),
-                    [""] * n, [{}] * n)  # fmt: skip
+    return TaskData(
+        tokens,
+        torch.tensor(last),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n, dtype=torch.long),
+        [""] * n,
+        [{}] * n,
+    )
 
 
 # ----------------------------------------------------------------------------------------- attention
@@ -72,8 +82,9 @@ def test_head_attention_agrees_with_faithfulness(setup):
         assert h["original"].sum(-1).allclose(torch.ones(len(data)), atol=1e-4)
     same = mech.head_attention(model, full, data, None, mech.slot_positions(data, tok), tok)
     assert len(same) == model.cfg.n_layer * model.cfg.n_head
-    assert all(h["tv_mean"] < 1e-5 and h["to_slot"]["name_1"][0] == pytest.approx(h["to_slot"]["name_1"][1])
-               for h in same)  # fmt: skip
+    assert all(
+        h["tv_mean"] < 1e-5 and h["to_slot"]["name_1"][0] == pytest.approx(h["to_slot"]["name_1"][1]) for h in same
+    )
 
 
 def test_value_only_head_attends_uniformly_over_tokens(setup):
@@ -93,17 +104,22 @@ def test_value_only_head_attends_uniformly_over_tokens(setup):
 
 def test_flags_and_verdict():
     def head(ne_m, ne_p, name_m, name_p):
-        h = {"layer": 1, "head": 0, "norm_entropy_model": ne_m, "norm_entropy_pruned": ne_p,
-             "to_slot": {"name": [name_m, name_p]}}  # fmt: skip
+        h = {
+            "layer": 1,
+            "head": 0,
+            "norm_entropy_model": ne_m,
+            "norm_entropy_pruned": ne_p,
+            "to_slot": {"name": [name_m, name_p]},
+        }
         return {**h, **mech.head_flags(h)}
 
     lost_name = head(0.2, 0.95, 0.9, 0.1)
     assert lost_name["lost"] and lost_name["name_head"]
-    assert mech.attention_verdict({"a": [lost_name]})["holds"] == "yes"
-    assert mech.attention_verdict({"a": [head(0.2, 0.95, 0.1, 0.1)]})["holds"] == "partly"
-    assert mech.attention_verdict({"a": [head(0.2, 0.6, 0.9, 0.4)]})["holds"] == "partly"  # name attention halved
-    assert mech.attention_verdict({"a": [head(0.2, 0.6, 0.9, 0.8)]})["holds"] == "no"
-    assert mech.attention_verdict({"a": []})["holds"] == "n/a"
+    assert attention_verdict({"a": [lost_name]})["holds"] == "yes"
+    assert attention_verdict({"a": [head(0.2, 0.95, 0.1, 0.1)]})["holds"] == "partly"
+    assert attention_verdict({"a": [head(0.2, 0.6, 0.9, 0.4)]})["holds"] == "partly"  # name attention halved
+    assert attention_verdict({"a": [head(0.2, 0.6, 0.9, 0.8)]})["holds"] == "no"
+    assert attention_verdict({"a": []})["holds"] == "n/a"
 
 
 # ------------------------------------------------------------------------------------------- roles
@@ -137,7 +153,7 @@ def test_node_roles_of_the_whole_model_agree(setup):
     assert float(s.abs().max()) < 1e-5 and not bool(r["gender_flip"].any())
     summary = mech.role_summary(r)
     assert summary["sign_flipped_fraction"] == 0 and summary["moved_fraction"] == 0
-    assert summary["gender_only_pruned"] == [] and mech.roles_verdict({"full": summary})["holds"] == "no"
+    assert summary["gender_only_pruned"] == [] and roles_verdict({"full": summary})["holds"] == "no"
 
 
 def test_node_roles_correlation_matches_activation_agreement(setup):
@@ -153,17 +169,22 @@ def test_node_roles_correlation_matches_activation_agreement(setup):
 
 
 def test_summary_verdict_and_score():
-    roles = {"labels": ["a", "b", "c"], "correlation": torch.tensor([0.9, -0.5, float("nan")]),
-             "shift": torch.tensor([0.0, 0.3, float("nan")]), "classes": ["name", "answer", "other"],
-             "shares_model": torch.tensor([[0.5, 0.25, 0.25], [0.8, 0.1, 0.1], [float("nan")] * 3]),
-             "shares_pruned": torch.tensor([[0.5, 0.25, 0.25], [0.2, 0.7, 0.1], [float("nan")] * 3]),
-             "signal_model": torch.tensor([1.0, 1.0, 0.0]), "signal_pruned": torch.tensor([1.0, 0.5, 0.0])}  # fmt: skip
+    roles = {
+        "labels": ["a", "b", "c"],
+        "correlation": torch.tensor([0.9, -0.5, float("nan")]),
+        "shift": torch.tensor([0.0, 0.3, float("nan")]),
+        "classes": ["name", "answer", "other"],
+        "shares_model": torch.tensor([[0.5, 0.25, 0.25], [0.8, 0.1, 0.1], [float("nan")] * 3]),
+        "shares_pruned": torch.tensor([[0.5, 0.25, 0.25], [0.2, 0.7, 0.1], [float("nan")] * 3]),
+        "signal_model": torch.tensor([1.0, 1.0, 0.0]),
+        "signal_pruned": torch.tensor([1.0, 0.5, 0.0]),
+    }
     s = mech.role_summary(roles)
     assert s["sign_flipped"] == ["b"] and s["anti_correlated"] == ["b"] and s["moved"] == {"b": ["name", "answer"]}
     assert s["sign_flipped_fraction"] == pytest.approx(0.5) and s["undefined_fraction"] == pytest.approx(1 / 3)
-    assert mech.roles_verdict({"x": s})["holds"] == "yes"
+    assert roles_verdict({"x": s})["holds"] == "yes"
     weak = mech.role_summary({**roles, "correlation": torch.tensor([0.9, -0.1, float("nan")])})
-    assert mech.roles_verdict({"x": weak})["holds"] == "partly"
+    assert roles_verdict({"x": weak})["holds"] == "partly"
     quiet = mech.role_summary({**roles, "signal_pruned": torch.tensor([1.0, 0.05, 0.0])})
     assert quiet["silenced"] == ["b"] and quiet["moved"] == {} and quiet["moved_fraction"] == 0  # silenced, not moved
     score = mech.role_change_score(roles["correlation"], roles["shift"])
@@ -187,8 +208,8 @@ def test_separation_ignores_rounding_noise():
 
 def test_prune_circuits_keys_and_shared_means(tiny_model_dir):
     loaded = {"tiny": load(tiny_model_dir)}
-    e = mech.prune_circuits(loaded, ["pronoun", "ioi"], ["zero", "mean"], steps=2, batch_size=2, eval_n=4,
-                            search_points=2)  # fmt: skip
+    configs = [PruneConfig(ablation=a, steps=2, batch_size=2, eval_n=4, search_points=2) for a in ("zero", "mean")]
+    e = prune_circuits(loaded, ["pronoun", "ioi"], configs)
     assert list(e) == ["tiny/pronoun/zero", "tiny/pronoun/mean", "tiny/ioi/zero", "tiny/ioi/mean"]
     assert e["tiny/pronoun/zero"]["ablation"] is None
     assert e["tiny/pronoun/mean"]["ablation"] is e["tiny/ioi/mean"]["ablation"]  # computed once per model
@@ -202,8 +223,14 @@ def test_plots_draw(setup):
     slots = mech.slot_positions(data, tok)
     heads = {"c": mech.head_attention(model, circuit, data, None, slots, tok), "empty": []}
     roles = {"c": mech.node_roles(model, circuit, data, None, slots, gender_slot="name_1")}
-    figs = [mech.plot_tv_table(heads), mech.plot_entropy_scatter(heads), mech.plot_name_attention(heads),
-            mech.plot_head_rows([("c", heads["c"][0])], n_prompts=3), mech.plot_head_rows([]),
-            mech.plot_role_scatter(roles), mech.plot_role_summary({"c": mech.role_summary(roles["c"])})]  # fmt: skip
+    figs = [
+        mfig.plot_tv_table(heads),
+        mfig.plot_entropy_scatter(heads),
+        mfig.plot_name_attention(heads),
+        mfig.plot_head_rows([("c", heads["c"][0])], n_prompts=3),
+        mfig.plot_head_rows([]),
+        mfig.plot_role_scatter(roles),
+        mfig.plot_role_summary({"c": mech.role_summary(roles["c"])}),
+    ]
     assert all(math.isfinite(f.get_figwidth()) for f in figs)
     plt.close("all")

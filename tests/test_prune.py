@@ -1,12 +1,14 @@
 import pytest
 import torch
 from sparse_circuits.circuits.ablation import Resampler, node_means
-from sparse_circuits.circuits.circuit import Circuit, count_edges
-from sparse_circuits.circuits.masking import NodeLayout, masked, record_norm_scales
+from sparse_circuits.circuits.circuit import Circuit
+from sparse_circuits.circuits.graph import count_edges
+from sparse_circuits.circuits.layout import NodeLayout
+from sparse_circuits.circuits.masking import masked, record_norm_scales, topk_masks
 from sparse_circuits.core.seeds import derived_seed
 from sparse_circuits.data.batches import BatchStream
 from sparse_circuits.model.inference import load
-from sparse_circuits.pruning.pruner import PruneConfig, Pruner, prune, topk_masks
+from sparse_circuits.pruning.pruner import PruneConfig, Pruner, prune
 from sparse_circuits.tasks import get_task
 
 
@@ -59,8 +61,13 @@ def test_stored_means_equal_means_recomputed_through_the_model(setup):
     model, tok, _ = setup
     layout = NodeLayout(model)
     means = node_means(model, layout, tok, n_batches=2, batch_size=4)
-    stream = BatchStream(__import__("sparse_circuits.data.corpus", fromlist=["CorpusConfig"]).CorpusConfig(), tok,
-                         model.cfg.n_ctx, 4, "val")  # fmt: skip
+    stream = BatchStream(
+        __import__("sparse_circuits.data.sources", fromlist=["CorpusConfig"]).CorpusConfig(),
+        tok,
+        model.cfg.n_ctx,
+        4,
+        "val",
+    )
     rows = torch.cat([stream.batch(derived_seed("means", i) % 10**9)[:, :-1] for i in range(2)])
     _, cache = model.run_with_cache(rows)  # AbsTopK included: the actual model
     for s in layout.slices:
@@ -162,20 +169,36 @@ def test_edge_counts_match_a_brute_force_count(setup):
     e = count_edges(model, nodes)
     b = model.blocks[0]
     kept = lambda site: nodes[layout.sl(0, site)]  # noqa: E731
-    brute = sum(1 for i in range(b.mlp.W_in.weight.shape[0]) for j in range(b.mlp.W_in.weight.shape[1])
-                if b.mlp.W_in.weight[i, j] != 0 and kept("mlp_neuron")[i] and kept("mlp_in")[j])  # fmt: skip
-    one = count_edges(model, nodes & torch.cat([torch.ones(layout.sl(0, "mlp_neuron").stop, dtype=torch.bool),
-                                                torch.zeros(layout.n_nodes - layout.sl(0, "mlp_neuron").stop,
-                                                            dtype=torch.bool)]))  # fmt: skip
+    brute = sum(
+        1
+        for i in range(b.mlp.W_in.weight.shape[0])
+        for j in range(b.mlp.W_in.weight.shape[1])
+        if b.mlp.W_in.weight[i, j] != 0 and kept("mlp_neuron")[i] and kept("mlp_in")[j]
+    )
+    one = count_edges(
+        model,
+        nodes
+        & torch.cat(
+            [
+                torch.ones(layout.sl(0, "mlp_neuron").stop, dtype=torch.bool),
+                torch.zeros(layout.n_nodes - layout.sl(0, "mlp_neuron").stop, dtype=torch.bool),
+            ]
+        ),
+    )
     assert e["total"] == e["weights"] + e["qk_pairs"] + e["residual"] + e["unembed"]
     assert one["weights"] >= brute > 0
     assert count_edges(model, torch.zeros(layout.n_nodes, dtype=torch.bool))["total"] == 0
     assert count_edges(model, torch.ones(layout.n_nodes, dtype=torch.bool))["qk_pairs"] == 2 * model.cfg.d_model
 
 
-@pytest.mark.parametrize("kw, match", [(dict(ablation="average"), "unknown ablation 'average'"),
-                                       (dict(ablation="zero", steps=0), "steps"),
-                                       (dict(ablation="zero", eval_split="dev"), "split 'dev'")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(ablation="average"), "unknown ablation 'average'"),
+        (dict(ablation="zero", steps=0), "steps"),
+        (dict(ablation="zero", eval_split="dev"), "split 'dev'"),
+    ],
+)
 def test_bad_prune_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         PruneConfig(**kw)

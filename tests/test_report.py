@@ -8,9 +8,22 @@ from sparse_circuits.core import paths
 def test_update_readme_rewrites_only_between_markers(tmp_path, monkeypatch):
     figs = tmp_path / "figures"
     (figs / "results").mkdir(parents=True)
-    (figs / "results" / "03_x.json").write_text(json.dumps({"claims": [
-        {"id": "C1", "claim": "smaller circuits", "ours": "2.0x", "paper": "16x", "holds": "partly",
-         "figure": "figures/03_x.png"}]}))  # fmt: skip
+    (figs / "results" / "03_x.json").write_text(
+        json.dumps(
+            {
+                "claims": [
+                    {
+                        "id": "C1",
+                        "claim": "smaller circuits",
+                        "ours": "2.0x",
+                        "paper": "16x",
+                        "holds": "partly",
+                        "figure": "figures/03_x.png",
+                    }
+                ]
+            }
+        )
+    )
     (figs / "results" / "timings.json").write_text(json.dumps({"00_quickstart": 60.0}))
     monkeypatch.setattr(report, "FIGURES_DIR", figs)
     monkeypatch.setattr(report, "MODELS_DIR", tmp_path / "models")
@@ -52,3 +65,32 @@ def test_every_notebook_is_a_clean_papermill_template():
         for c in nb.cells:
             if c.cell_type == "code":
                 assert not c.outputs and c.execution_count is None, f"{nb_path.name}: committed with outputs"
+
+
+def test_one_verdict_rule_for_every_claim():
+    from sparse_circuits.app import verdicts as v
+
+    rule = [v.verdict(True), v.verdict(False, True), v.verdict(False), v.verdict(True, judged=False)]
+    assert rule == ["yes", "partly", "no", "n/a"]
+    assert v.verdict_of_cells([True, None, True]) == "yes" and v.verdict_of_cells([False, True]) == "partly"
+    assert v.verdict_of_cells([False, None]) == "no" and v.verdict_of_cells([None]) == v.verdict_of_cells([]) == "n/a"
+    assert [v.verdict_of_count(g, 3) for g in (3, 1, 0)] == ["yes", "partly", "no"] and v.verdict_of_count(
+        0, 0
+    ) == "n/a"
+    assert v.small_circuit_verdict(30, 0.1) == "yes" and v.small_circuit_verdict(31, -0.5) == "partly"
+    assert v.small_circuit_verdict(200, 0.49) == "no"
+    assert v.ratio_verdict([1.6, None, 1.5], full=1.5, some=1.1) == "yes"
+    assert v.ratio_verdict([1.6, 1.0], full=1.5, some=1.1) == "partly" and v.ratio_verdict([None], 1.5, 1.1) == "n/a"
+    assert v.sign_flip_verdict({"s": 0.1, "l": -0.06}, "s", "l", 0.05) == "yes"
+    assert v.sign_flip_verdict({"s": 0.1, "l": 0.2}, "s", "l", 0.05) == "partly"
+    assert v.sign_flip_verdict({"s": 0.01, "l": -0.02}, "s", "l", 0.05) == "no"
+    assert v.sign_flip_verdict({"s": None, "l": 0.2}, "s", "l", 0.05) == "n/a"
+    assert v.sign_flip_verdict({"s": 0.3}, "s", "s", 0.05) == "n/a"
+    cell = {"n_reached": 4, "share_bad": 0.25, "model_rates": {"ioi_same": {"p_correct": 0.9}}}
+    assert v.generalization_fails(cell) is True and v.generalization_fails({**cell, "share_bad": 0.1}) is False
+    assert v.generalization_fails({**cell, "n_reached": 0}) is None
+    assert v.generalization_fails({**cell, "model_rates": {"ioi_same": {"p_correct": 0.5}}}) is None
+    row = v.claim("C1", "smaller circuits", "2.0x", "16x", v.verdict_of_cells([True, False]), "figures/x.png")
+    assert row["holds"] == "partly" and list(row) == ["id", "claim", "ours", "paper", "holds", "figure"]
+    with pytest.raises(ValueError, match="holds"):
+        v.claim("C1", "", "", "", "maybe", "")

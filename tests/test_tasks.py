@@ -1,7 +1,7 @@
 import pytest
 import torch
-from sparse_circuits.data import corpus
 from sparse_circuits.data.tokenizer import build_tokenizer
+from sparse_circuits.data.words import gender_of
 from sparse_circuits.tasks import (
     SPLITS,
     TaskSpec,
@@ -41,7 +41,7 @@ def test_template_splits_are_disjoint_and_shared_within_a_family():
 
 
 def test_targets_follow_the_rules():
-    g = corpus.gender_of
+    g = gender_of
     for a in get_task("pronoun").assignments("test"):
         assert get_task("pronoun").spec.correct_of(a) == ("he" if g(a["name"]) == "male" else "she")
     for a in get_task("nonsense").assignments("test"):
@@ -62,8 +62,14 @@ def test_binary_and_full_losses():
     from sparse_circuits.tasks import TaskData
 
     logits = torch.randn(5, 11)
-    data = TaskData(torch.zeros(5, 2, dtype=torch.long), torch.ones(5, dtype=torch.long),
-                    torch.tensor([1, 2, 3, 4, 5]), torch.tensor([6, 7, 8, 9, 10]), [""] * 5, [{}] * 5)  # fmt: skip
+    data = TaskData(
+        torch.zeros(5, 2, dtype=torch.long),
+        torch.ones(5, dtype=torch.long),
+        torch.tensor([1, 2, 3, 4, 5]),
+        torch.tensor([6, 7, 8, 9, 10]),
+        [""] * 5,
+        [{}] * 5,
+    )
     full = per_example_loss(logits, data, "full")
     torch.testing.assert_close(full, -logits.log_softmax(-1)[torch.arange(5), data.correct])
     binary = per_example_loss(logits, data, "binary")
@@ -74,8 +80,13 @@ def test_binary_and_full_losses():
 
 
 def _spec(**kw):
-    d = dict(name="mine", template="when {name} {action},", slots={"name": ["leo", "mia"], "action": ["ran home"]},
-             target={"slot": "name", "map": {"leo": "he", "mia": "she"}}, loss="full")  # fmt: skip
+    d = dict(
+        name="mine",
+        template="when {name} {action},",
+        slots={"name": ["leo", "mia"], "action": ["ran home"]},
+        target={"slot": "name", "map": {"leo": "he", "mia": "she"}},
+        loss="full",
+    )
     d.update(kw)
     return d
 
@@ -86,8 +97,10 @@ def test_user_task_from_dict_and_yaml(tok, tmp_path):
     data = task.data("train", tok)
     assert sorted(data.texts) == ["when leo ran home,", "when mia ran home,"]
     p = tmp_path / "t.yaml"
-    p.write_text("name: yml\ntemplate: 'when {name} ran,'\nslots: {name: [leo, mia]}\n"
-                 "target: {slot: name, map: {leo: he, mia: she}}\nloss: binary\n")  # fmt: skip
+    p.write_text(
+        "name: yml\ntemplate: 'when {name} ran,'\nslots: {name: [leo, mia]}\n"
+        "target: {slot: name, map: {leo: he, mia: she}}\nloss: binary\n"
+    )
     assert get_task(str(p)).loss == "binary"
 
 

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from sparse_circuits.data.corpus import FEMALE_NAMES, MALE_NAMES, generate_stories, vocabulary
+from sparse_circuits.data.generator import generate_stories
+from sparse_circuits.data.statistics import vocabulary
 from sparse_circuits.data.tokenizer import (
     EOS,
     UNK,
@@ -16,6 +17,7 @@ from sparse_circuits.data.tokenizer import (
     single_token_id,
     train_tokenizer,
 )
+from sparse_circuits.data.words import FEMALE_NAMES, MALE_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import random_circuit  # noqa: E402
 from sparse_circuits.analysis import walkthrough as wt  # noqa: E402
+from sparse_circuits.analysis.compare import head_patterns  # noqa: E402
+from sparse_circuits.analysis.inspection import node_values  # noqa: E402
+from sparse_circuits.app.verdicts import claim  # noqa: E402
 from sparse_circuits.circuits.circuit import Circuit  # noqa: E402
-from sparse_circuits.circuits.masking import NodeLayout  # noqa: E402
+from sparse_circuits.circuits.layout import NodeLayout, parse_label  # noqa: E402
 from sparse_circuits.model.inference import load  # noqa: E402
 from sparse_circuits.tasks import TaskData, answer_logits, get_task  # noqa: E402
-from sparse_circuits.viz.inspector import head_patterns  # noqa: E402
+from sparse_circuits.viz import walkthrough_figures as wfig  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,8 +32,14 @@ def setup(tiny_model_dir):
 def synthetic(values, last):
     """TaskData with given [n, T] token ids and answer positions (texts and answers unused)."""
     n = values.shape[0]
-    return TaskData(values, torch.tensor(last), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long),
-                    [""] * n, [{}] * n)  # fmt: skip
+    return TaskData(
+        values,
+        torch.tensor(last),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n, dtype=torch.long),
+        [""] * n,
+        [{}] * n,
+    )
 
 
 def test_slot_positions_find_each_name(setup):
@@ -77,17 +86,21 @@ def test_residual_parts_sum_to_the_reader(setup):
     _, cache = model.run_with_cache(data.tokens, names_filter=names)
     pos = wt.slot_positions(data, tok, "name_2")
     rows = torch.arange(len(data))
-    for label, hook in (("L1.attn_in.3", "blocks.1.ln1.hook_normalized"), ("L1.mlp_in.7", "blocks.1.ln2.hook_normalized"),
-                        ("L0.mlp_in.2", "blocks.0.ln2.hook_normalized")):  # fmt: skip
+    for label, hook in (
+        ("L1.attn_in.3", "blocks.1.ln1.hook_normalized"),
+        ("L1.mlp_in.7", "blocks.1.ln2.hook_normalized"),
+        ("L0.mlp_in.2", "blocks.0.ln2.hook_normalized"),
+    ):
         parts = wt.residual_parts(model, cache, label, pos)
-        c = int(label.split(".")[-1])
+        c = parse_label(label).dim
         torch.testing.assert_close(sum(parts.values()), cache[hook][rows, pos, c].float(), atol=1e-5, rtol=1e-4)
     upstream = {"embed", "L0.attn_out.7", "L0.mlp_out.7", "L1.attn_out.7"}
     assert set(wt.residual_parts(model, cache, "L1.mlp_in.7", torch.arange(len(data)) * 0 + 3)) <= upstream
     assert not any(k.startswith("L1") for k in wt.residual_parts(model, cache, "L1.attn_in.3", pos))
     with pytest.raises(ValueError, match="not an attn_in"):
         wt.residual_parts(model, cache, "L1.v.h0.1", pos)
-    assert wt.head_of("L1.v.h5.8") == (1, 5) and wt.parse_node("L0.mlp_out.7") == (0, "mlp_out", None, 7)
+    assert wt.node_heads(["L1.v.h5.8", "L0.mlp_out.7"]) == {"L1.v.h5.8": (1, 5)}
+    assert parse_label("L0.mlp_out.7") == (0, "mlp_out", None, 7)
 
 
 def test_role_change_needs_selectivity_in_both_models():
@@ -121,9 +134,10 @@ def test_evaluate_full_matches_evaluate_and_takes_resampled_values(setup):
 def test_node_values_match_the_hook(setup):
     model, tok, data, circuit = setup
     orig, _ = wt.caches(model, circuit, data)
-    v = wt.node_values(orig, model, "L1.v.h1.3")
+    nl = NodeLayout(model)
+    v = node_values(orig, nl, "L1.v.h1.3")
     torch.testing.assert_close(v, orig["blocks.1.attn.hook_v"][:, :, 1, 3].float())
-    v = wt.node_values(orig, model, "L0.mlp_out.5")
+    v = node_values(orig, nl, "L0.mlp_out.5")
     torch.testing.assert_close(v, orig["blocks.0.hook_mlp_out"][..., 5].float())
 
 
@@ -151,8 +165,12 @@ def test_pair_scores_add_up_to_the_attention_score(setup):
         _, sc = model.run_with_cache(data.tokens, names_filter="blocks.1.attn.hook_attn_scores")
     pos = wt.slot_positions(data, tok, "name_1")
     score = sc["blocks.1.attn.hook_attn_scores"][torch.arange(len(data)), 1, data.last, pos + 1]
-    pairs = sum(wt.pair_score(wt.node_values(pruned, model, f"L1.q.h1.{e}"), wt.node_values(pruned, model, f"L1.k.h1.{e}"),
-                              data.last, pos, E) for e in (2, 5))  # fmt: skip
+    pairs = sum(
+        wt.pair_score(
+            node_values(pruned, nl, f"L1.q.h1.{e}"), node_values(pruned, nl, f"L1.k.h1.{e}"), data.last, pos, E
+        )
+        for e in (2, 5)
+    )
     torch.testing.assert_close(pairs, score.float(), atol=1e-4, rtol=1e-4)
 
 
@@ -178,8 +196,14 @@ def test_separation_and_reordered_pairs():
     assert wt.separation(-x, m) == pytest.approx(-10.0)
     assert wt.separation(torch.ones(6), m) == 0.0
     tokens = torch.tensor([[0, 5, 6, 7], [0, 6, 5, 7], [0, 6, 5, 8], [0, 5, 6, 7]])
-    data = TaskData(tokens, torch.tensor([3, 3, 3, 2]), torch.tensor([9, 4, 4, 9]), torch.zeros(4, dtype=torch.long),
-                    [""] * 4, [{}] * 4)  # fmt: skip
+    data = TaskData(
+        tokens,
+        torch.tensor([3, 3, 3, 2]),
+        torch.tensor([9, 4, 4, 9]),
+        torch.zeros(4, dtype=torch.long),
+        [""] * 4,
+        [{}] * 4,
+    )
     assert wt.reordered_pairs(data) == [(1, 0)]  # row 2 has another word; row 3 is shorter
 
 
@@ -194,8 +218,9 @@ def test_token_means_and_group_means():
     rows = wt.token_means(values, data, Tok(), min_count=2)
     assert [r[0] for r in rows] == ["why", "the", "you"]
     assert rows[0][1] == pytest.approx(3.0) and rows[0][2] == 2
-    g = wt.group_means(torch.tensor([1.0, 3.0, 5.0]), {"a": torch.tensor([True, True, False]),
-                                                      "none": torch.tensor([False] * 3)})  # fmt: skip
+    g = wt.group_means(
+        torch.tensor([1.0, 3.0, 5.0]), {"a": torch.tensor([True, True, False]), "none": torch.tensor([False] * 3)}
+    )
     assert g["a"] == 2.0 and g["none"] != g["none"]
     x, male = torch.tensor([-0.3, -0.1, 0.2, 0.0]), torch.tensor([True, True, False, False])
     name, means = wt.active_group(x, {"male": male, "female": ~male, "none": torch.tensor([False] * 4)})
@@ -205,22 +230,23 @@ def test_token_means_and_group_means():
 def test_figures_and_claims(setup):
     model, tok, data, circuit = setup
     orig, pruned = wt.caches(model, circuit, data)
-    label = circuit.node_labels(model)[0]
-    fig = wt.plot_activations({"model": wt.node_values(orig, model, label),
-                               "pruned": wt.node_values(pruned, model, label)}, data, tok, n_prompts=3)  # fmt: skip
+    label, nl = circuit.node_labels(model)[0], NodeLayout(model)
+    fig = wfig.plot_activations(
+        {"model": node_values(orig, nl, label), "pruned": node_values(pruned, nl, label)}, data, tok, n_prompts=3
+    )
     assert len(fig.axes) == 2
-    from sparse_circuits.viz.inspector import activation_table
+    from sparse_circuits.analysis.inspection import activation_table
 
     table = activation_table(model, circuit, data, label, tok=tok)
-    panels = wt.table_panels(table)
+    panels = wfig.table_panels(table)
     assert list(panels) == [f"{label} model", f"{label} pruned"]
-    torch.testing.assert_close(panels[f"{label} pruned"], wt.node_values(pruned, model, label))
-    torch.testing.assert_close(panels[f"{label} model"], wt.node_values(orig, model, label))
-    fig = wt.plot_patterns(head_patterns(model, circuit, data, 0, 1, tok=tok), n_prompts=3)
+    torch.testing.assert_close(panels[f"{label} pruned"], node_values(pruned, nl, label))
+    torch.testing.assert_close(panels[f"{label} model"], node_values(orig, nl, label))
+    fig = wfig.plot_patterns(head_patterns(model, circuit, data, 0, 1, tok=tok), n_prompts=3)
     assert len(fig.axes) == 2
-    fig = wt.plot_logit_effects({"male": {"a": 1.0, "b": -2.0}, "female": {"a": 0.5, "b": 0.0}}, "x")
+    fig = wfig.plot_logit_effects({"male": {"a": 1.0, "b": -2.0}, "female": {"a": 0.5, "b": 0.0}}, "x")
     assert len(fig.axes) == 1
-    c = wt.claim("C3", "small", "12 nodes", "12 nodes", "yes", "figures/x.png")
+    c = claim("C3", "small", "12 nodes", "12 nodes", "yes", "figures/x.png")
     assert set(c) == {"id", "claim", "ours", "paper", "holds", "figure"}
     with pytest.raises(ValueError, match="holds"):
-        wt.claim("C3", "small", "", "", "maybe", "")
+        claim("C3", "small", "", "", "maybe", "")

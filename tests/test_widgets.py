@@ -41,8 +41,14 @@ class ScriptTokenizer:
 def inspector(tiny_model_dir):
     model, tok, _ = load(tiny_model_dir)
     circuits = {"seed 0": circuit(model, 0.2, 0), "seed 1 (mean)": circuit(model, 0.1, 1, ablation="mean")}
-    w = CircuitInspector({"tiny": (model, tok)}, circuits, tasks=["pronoun", "nonsense"], n_prompts=6,
-                         snippet_batches=1, snippet_batch_size=4)  # fmt: skip
+    w = CircuitInspector(
+        {"tiny": (model, tok)},
+        circuits,
+        tasks=["pronoun", "nonsense"],
+        n_prompts=6,
+        snippet_batches=1,
+        snippet_batch_size=4,
+    )
     return w, model, tok, circuits
 
 
@@ -104,14 +110,16 @@ def test_tokens_are_escaped_in_the_widget(tiny_model_dir):
     model, tok, _ = load(tiny_model_dir)
     data = get_task("pronoun").data("test", tok, 2)
     bad = ScriptTokenizer(tok, int(data.tokens[0, 1]))
-    w = CircuitInspector({"tiny": (model, bad)}, {"c": circuit(model, 0.2, 0)}, n_prompts=2, snippet_batches=1,
-                         snippet_batch_size=2)  # fmt: skip
+    w = CircuitInspector(
+        {"tiny": (model, bad)}, {"c": circuit(model, 0.2, 0)}, n_prompts=2, snippet_batches=1, snippet_batch_size=2
+    )
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in w.node_panel.value and "<script" not in w.node_panel.value
 
 
 def test_circuits_of_another_architecture_are_not_offered(inspector):
     w, model, tok, circuits = inspector
     wrong = Circuit(torch.ones(7, dtype=torch.bool), torch.ones(7), {"task": "pronoun"})
-    w2 = CircuitInspector({"tiny": (model, tok)}, {**circuits, "wrong": wrong}, snippet_batches=1,
-                          snippet_batch_size=2, n_prompts=2)  # fmt: skip
+    w2 = CircuitInspector(
+        {"tiny": (model, tok)}, {**circuits, "wrong": wrong}, snippet_batches=1, snippet_batch_size=2, n_prompts=2
+    )
     assert "wrong" not in w2.circuit.options

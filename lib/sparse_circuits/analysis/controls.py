@@ -23,7 +23,8 @@ import math
 
 import torch
 
-from ..circuits.masking import NodeLayout
+from ..circuits.evaluate import toggled_losses
+from ..circuits.layout import NodeLayout
 from ..core.seeds import derived_seed
 from ..model.gpt import SparseGPT
 from ..tasks import TaskData
@@ -55,6 +56,7 @@ def randomize_weights(model: SparseGPT, seed: int = 0, scale: str = "init") -> S
         torch.manual_seed(derived_seed("random-weights", seed) % 2**63)
         fresh = SparseGPT(copy.deepcopy(model.cfg))
     fresh.to(next(model.parameters()).device)
+    fresh.corpus = model.corpus  # the same training text, for ablation values
     trained = model.sparsifiable_weights()
     for name, (w, _) in fresh.sparsifiable_weights().items():
         ref = trained[name][0]
@@ -80,8 +82,9 @@ def same_sparsity_pattern(a: SparseGPT, b: SparseGPT) -> bool:
 # ------------------------------------------------------------------------------------ mask relaxation
 
 
-def relaxation_masks(nodes: torch.Tensor, fractions=RELAX_FRACTIONS, n_draws: int = 8,
-                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def relaxation_masks(
+    nodes: torch.Tensor, fractions=RELAX_FRACTIONS, n_draws: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks that keep the circuit plus a random fraction r of its ablated nodes.
 
     Returns (masks [len(fractions) * n_draws, N] float, turned_on [same] long), rows ordered fraction-major.
@@ -94,8 +97,10 @@ def relaxation_masks(nodes: torch.Tensor, fractions=RELAX_FRACTIONS, n_draws: in
     if ((fr < 0) | (fr > 1)).any():
         raise ValueError(f"fractions must lie in [0, 1], got {fr.tolist()}")
     counts = (fr * len(off)).round().long()
-    perms = [off[torch.randperm(len(off), generator=torch.Generator().manual_seed(
-        derived_seed("relax", seed, d) % 2**63))] for d in range(n_draws)]  # fmt: skip
+    perms = [
+        off[torch.randperm(len(off), generator=torch.Generator().manual_seed(derived_seed("relax", seed, d) % 2**63))]
+        for d in range(n_draws)
+    ]
     masks, turned = [], []
     for k in counts.tolist():
         for perm in perms:
@@ -120,11 +125,17 @@ def mask_relaxation(fa, nodes: torch.Tensor, fractions=RELAX_FRACTIONS, n_draws:
     l_circuit = float(fa.loss(nodes.float()[None])[0])
     l_model = float(fa.loss(torch.ones(1, len(nodes)))[0])
     return {
-        "fractions": [float(f) for f in fractions], "turned_on": turned.view(R, n_draws)[:, 0].tolist(),
-        "n_draws": n_draws, "losses": losses.tolist(), "mean": mean.tolist(), "min": losses.min(1).values.tolist(),
-        "max": losses.max(1).values.tolist(), "circuit_loss": l_circuit, "model_loss": l_model,
+        "fractions": [float(f) for f in fractions],
+        "turned_on": turned.view(R, n_draws)[:, 0].tolist(),
+        "n_draws": n_draws,
+        "losses": losses.tolist(),
+        "mean": mean.tolist(),
+        "min": losses.min(1).values.tolist(),
+        "max": losses.max(1).values.tolist(),
+        "circuit_loss": l_circuit,
+        "model_loss": l_model,
         "excess": float(mean.max()) - max(l_circuit, l_model),
-    }  # fmt: skip
+    }
 
 
 # ------------------------------------------------------------------------------------ node importance
@@ -133,62 +144,59 @@ def mask_relaxation(fa, nodes: torch.Tensor, fractions=RELAX_FRACTIONS, n_draws:
 def single_node_importance(fa, nodes: torch.Tensor | None = None, chunk: int = 256) -> dict:
     """Loss increase when each node alone is ablated in the full model (every other node kept).
 
-    ``nodes``: indices to evaluate (default: all N). The masks go through ``fa.loss`` ``chunk`` at a time.
+    ``nodes``: indices to evaluate (default: all N). The model's loss is scored on its own, then the masks go
+    through ``fa.loss`` ``chunk`` at a time (``toggled_losses`` from the all-ones mask).
     Returns {"model_loss", "index" [M], "delta" [M] (loss with the node ablated minus the model's loss)}.
     """
-    N = fa.n_nodes
-    idx = torch.arange(N) if nodes is None else torch.as_tensor(nodes, dtype=torch.long).flatten()
-    model_loss = float(fa.loss(torch.ones(1, N))[0])
-    out = []
-    for lo in range(0, len(idx), chunk):
-        part = idx[lo : lo + chunk]
-        m = torch.ones(len(part), N)
-        m[torch.arange(len(part)), part] = 0.0
-        out.append(fa.loss(m))
-    delta = (torch.cat(out) if out else torch.zeros(0)) - model_loss
-    return {"model_loss": model_loss, "index": idx, "delta": delta}
+    index = torch.arange(fa.n_nodes) if nodes is None else nodes
+    r = toggled_losses(fa.loss, torch.ones(fa.n_nodes), index, base_apart=True, chunk=chunk)
+    return {"model_loss": r["base_loss"], "index": r["index"], "delta": r["delta"]}
 
 
-def top_k_share(delta: torch.Tensor, circuit_nodes: torch.Tensor, k: int = 20,
-                index: torch.Tensor | None = None) -> dict:  # fmt: skip
+def top_k_share(
+    delta: torch.Tensor, circuit_nodes: torch.Tensor, k: int = 20, index: torch.Tensor | None = None
+) -> dict:
     """The k nodes of largest importance ``delta`` (ties by index) and the share of them inside the circuit."""
     index = torch.arange(len(delta)) if index is None else index
     order = torch.argsort(-delta, stable=True)[:k]
     top = index[order]
     inside = circuit_nodes.bool().cpu()[top]
-    return {"top": top.tolist(), "delta": delta[order].tolist(), "in_circuit": inside.tolist(),
-            "share": float(inside.float().mean()) if len(top) else float("nan")}  # fmt: skip
+    return {
+        "top": top.tolist(),
+        "delta": delta[order].tolist(),
+        "in_circuit": inside.tolist(),
+        "share": float(inside.float().mean()) if len(top) else float("nan"),
+    }
 
 
 @torch.no_grad()
-def node_activation_stats(model: SparseGPT, data: TaskData, indices, density_min: float = 0.9,
-                          constancy_min: float = 0.8) -> dict:  # fmt: skip
+def node_activation_stats(
+    model: SparseGPT, data: TaskData, indices, density_min: float = 0.9, constancy_min: float = 0.8
+) -> dict:
     """Per node (in the unpruned model, over every real token of the prompts): ``density`` (fraction of tokens where
     it is nonzero), ``constancy`` = |mean| / RMS (1: the same value everywhere, like a bias; 0: zero mean), and
     ``bias_like`` = density >= density_min and constancy >= constancy_min (Drori's suspected "keeping activations
     on-distribution" nodes: dense and nearly constant)."""
     layout = NodeLayout(model)
     indices = [int(i) for i in indices]
-    names = sorted({layout.slices[_slice_of(layout, i)].hook for i in indices})
+    names = sorted({layout.hook_of(i) for i in indices})
     _, cache = model.run_with_cache(data.tokens, names_filter=names)
     valid = (torch.arange(data.tokens.shape[1])[None] <= data.last[:, None].cpu()).flatten()
     density, constancy = [], []
     for i in indices:
-        s = layout.slices[_slice_of(layout, i)]
-        x = cache[s.hook].flatten(2).flatten(0, 1)[valid.to(cache[s.hook].device), i - s.start].float()
+        acts = cache[layout.hook_of(i)]
+        x = acts.flatten(2).flatten(0, 1)[valid.to(acts.device), layout.describe(i)[2]].float()
         rms = float(x.pow(2).mean().sqrt())
         density.append(float((x != 0).float().mean()))
         constancy.append(abs(float(x.mean())) / rms if rms > 0 else 0.0)
     bias_like = [d >= density_min and c >= constancy_min for d, c in zip(density, constancy)]
-    return {"index": indices, "label": [layout.label(i) for i in indices], "density": density,
-            "constancy": constancy, "bias_like": bias_like}  # fmt: skip
-
-
-def _slice_of(layout: NodeLayout, index: int) -> int:
-    for j, s in enumerate(layout.slices):
-        if s.start <= index < s.stop:
-            return j
-    raise IndexError(f"node index {index} out of range (model has {layout.n_nodes} nodes)")
+    return {
+        "index": indices,
+        "label": [layout.label(i) for i in indices],
+        "density": density,
+        "constancy": constancy,
+        "bias_like": bias_like,
+    }
 
 
 # ------------------------------------------------------------------------------------ loss-curve sizes

@@ -28,15 +28,17 @@ unpruned model on the same prompts (the pruned network they were optimized as).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
 
-from ..circuits.masking import masked, record_norm_scales
 from ..core.seeds import derived_seed
-from ..data import corpus
+from ..data.words import gender_of
+from ..model.names import hook_name
 from ..pruning.pruner import PruneConfig, Pruner, prune
-from ..tasks import TaskData, binary_p_correct, get_task, run_answer_logits
+from ..tasks import TaskData, get_task
+from .faithfulness import pairwise_jaccard
 
 EVAL_TASKS = ("ioi", "ioi_same")
 BAD_THRESHOLD = 0.2
@@ -46,20 +48,15 @@ GOOD_THRESHOLD = 0.8
 # ------------------------------------------------------------------------------ batched evaluation of masks
 
 
-def _chunks(pruner: Pruner, masks: torch.Tensor, data: TaskData, chunk: int):
-    """For each chunk of masks: (rows, masked-model context) with the data repeated once per mask."""
-    model = pruner.model
-    data = data.to(pruner.device)
-    scales_one = record_norm_scales(model, data.tokens, data.last) if pruner.cfg.frozen_ln else None
-    for lo in range(0, masks.shape[0], chunk):
-        m = masks[lo : lo + chunk].to(pruner.device, torch.float32)
-        C = m.shape[0]
-        rep = TaskData.cat([data] * C)
-        abl = pruner.ablation_values([derived_seed("generalization", lo + i) for i in range(C)], rep, -1)
-        scales = None
-        if scales_one is not None:  # the unpruned model's scales on these prompts, once per mask
-            scales = {k: v.repeat(C, *[1] * (v.dim() - 1)) for k, v in scales_one.items()}
-        yield lo, C, rep, m, abl, scales
+def _run(pruner: Pruner, masks: torch.Tensor, data: TaskData, measure, chunk: int, **kw) -> torch.Tensor:
+    """[S, N] masks on every prompt of ``data``, ``chunk`` masks per pass -> [S, n] ``measure`` on the CPU.
+
+    Frozen norm scales (``pruner.cfg.frozen_ln``) are recorded once on the prompts and repeated for every mask;
+    mask i's resample values come from its own seed.
+    """
+    seeds = [derived_seed("generalization", i) for i in range(masks.shape[0])]
+    evaluator = dataclasses.replace(pruner.evaluator, scales_once=True)
+    return evaluator.run(masks, data, measure, seeds=seeds, chunk=chunk, **kw).cpu()
 
 
 @torch.no_grad()
@@ -68,12 +65,7 @@ def circuit_p_correct(pruner: Pruner, masks: torch.Tensor, data: TaskData, chunk
 
     Ablation values and frozen norms follow ``pruner.cfg``; a mask of ones gives the model's own values.
     """
-    out = []
-    for _, C, rep, m, abl, scales in _chunks(pruner, masks, data, chunk):
-        with masked(pruner.model, pruner.layout, m, abl, scales):
-            logits = run_answer_logits(pruner.model, rep)
-        out.append(binary_p_correct(logits, rep).view(C, len(data)).cpu())
-    return torch.cat(out)
+    return _run(pruner, masks, data, "p_correct", chunk)
 
 
 @torch.no_grad()
@@ -83,44 +75,35 @@ def final_residual_rms(pruner: Pruner, masks: torch.Tensor, data: TaskData, chun
     Measured on the pruned network as it runs (with frozen norm scales if ``pruner.cfg.frozen_ln``): the
     activation itself, not the scale the norm divides by.
     """
-    model = pruner.model
-    name = f"blocks.{model.cfg.n_layer - 1}.hook_resid_post"  # with at=, only the answer position: [B, 1, D]
-    out, seen = [], {}
+    name = hook_name("resid_post", pruner.model.cfg.n_layer - 1)  # with at=, only the answer position: [B, 1, D]
+    seen = {}
 
     def save(x, hook):
         seen["x"] = x.detach()
 
-    for _, C, rep, m, abl, scales in _chunks(pruner, masks, data, chunk):
-        with masked(model, pruner.layout, m, abl, scales, extra_hooks=[(name, save)]):
-            run_answer_logits(model, rep)
-        out.append(seen.pop("x")[:, -1].float().pow(2).mean(-1).sqrt().view(C, len(data)).cpu())
-    return torch.cat(out)
+    def rms(logits: torch.Tensor, rep: TaskData) -> torch.Tensor:
+        return seen.pop("x")[:, -1].float().pow(2).mean(-1).sqrt()
+
+    return _run(pruner, masks, data, rms, chunk, extra_hooks=[(name, save)])
 
 
 def name2_rule_share(p_correct: torch.Tensor, data: TaskData, tokenizer) -> torch.Tensor:
     """[S, n] P_correct on IOI prompts -> [S] fraction of prompts answered with the pronoun opposite to name_2."""
     vocab = tokenizer.get_vocab()
     him, her = vocab["him"], vocab["her"]
-    shortcut = torch.tensor([her if corpus.gender_of(a["name_2"]) == "male" else him for a in data.assignments])
+    shortcut = torch.tensor([her if gender_of(a["name_2"]) == "male" else him for a in data.assignments])
     answer = torch.where(p_correct > 0.5, data.correct.cpu()[None], data.incorrect.cpu()[None])  # [S, n]
     return (answer == shortcut[None]).float().mean(1)
 
 
 def classify(same_p_correct: list[float] | torch.Tensor) -> list[str]:
-    """"bad" (< BAD_THRESHOLD), "good" (>= GOOD_THRESHOLD) or "mixed", from mean same-gender P_correct."""
-    return ["bad" if p < BAD_THRESHOLD else ("good" if p >= GOOD_THRESHOLD else "mixed") for p in map(float, same_p_correct)]
+    """ "bad" (< BAD_THRESHOLD), "good" (>= GOOD_THRESHOLD) or "mixed", from mean same-gender P_correct."""
+    return [
+        "bad" if p < BAD_THRESHOLD else ("good" if p >= GOOD_THRESHOLD else "mixed") for p in map(float, same_p_correct)
+    ]
 
 
 # ------------------------------------------------------------------------------------------- overlap
-
-
-def pairwise_jaccard(nodes: torch.Tensor) -> torch.Tensor:
-    """[S, N] bool node sets -> [S, S] Jaccard overlaps (1 on the diagonal; two empty sets count as identical)."""
-    x = nodes.float()
-    inter = x @ x.T
-    size = x.sum(1)
-    union = size[:, None] + size[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
 
 
 def jaccard_summary(nodes: torch.Tensor) -> dict:
@@ -130,8 +113,14 @@ def jaccard_summary(nodes: torch.Tensor) -> dict:
         return {"pairs": 0, "values": [], "mean": None, "median": None, "min": None, "max": None}
     iu = torch.triu_indices(S, S, offset=1)
     v = pairwise_jaccard(nodes)[iu[0], iu[1]]
-    return {"pairs": len(v), "values": v.tolist(), "mean": float(v.mean()), "median": float(v.median()),
-            "min": float(v.min()), "max": float(v.max())}  # fmt: skip
+    return {
+        "pairs": len(v),
+        "values": v.tolist(),
+        "mean": float(v.mean()),
+        "median": float(v.median()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+    }
 
 
 def core_nodes(nodes: torch.Tensor, min_share: float = 0.9) -> torch.Tensor:
@@ -144,9 +133,19 @@ def core_nodes(nodes: torch.Tensor, min_share: float = 0.9) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- study
 
 
-def seed_study(model, tokenizer, cfg: PruneConfig, seeds: list[int], eval_tasks=EVAL_TASKS, task: str = "ioi",
-               eval_split: str = "test", n_eval: int = 256, model_name: str | None = None, progress: bool = False,
-               chunk: int = 16) -> dict:  # fmt: skip
+def seed_study(
+    model,
+    tokenizer,
+    cfg: PruneConfig,
+    seeds: list[int],
+    eval_tasks=EVAL_TASKS,
+    task: str = "ioi",
+    eval_split: str = "test",
+    n_eval: int = 256,
+    model_name: str | None = None,
+    progress: bool = False,
+    chunk: int = 16,
+) -> dict:
     """Prune ``task`` for every seed in one batched run, then evaluate every circuit on every eval task.
 
     Returns a dict with the circuits, their masks ``[S, N]``, the pruner, per-seed numbers (nodes, edges, loss,
@@ -156,8 +155,9 @@ def seed_study(model, tokenizer, cfg: PruneConfig, seeds: list[int], eval_tasks=
     seeds = list(seeds)
     pruner = Pruner(model, tokenizer, get_task(task), cfg)
     t0 = time.perf_counter()
-    circuits = prune(model, tokenizer, pruner.task, cfg, seeds=seeds, pruner=pruner, progress=progress,
-                     model_name=model_name)  # fmt: skip
+    circuits = prune(
+        model, tokenizer, pruner.task, cfg, seeds=seeds, pruner=pruner, progress=progress, model_name=model_name
+    )
     t1 = time.perf_counter()
     masks = torch.stack([c.nodes for c in circuits])  # [S, N] bool
     ones = torch.ones(1, pruner.n_nodes)
@@ -167,21 +167,37 @@ def seed_study(model, tokenizer, cfg: PruneConfig, seeds: list[int], eval_tasks=
         pc = circuit_p_correct(pruner, masks, data, chunk)
         pm = circuit_p_correct(pruner, ones, data, chunk)[0]
         rule = name2_rule_share(pc, data, tokenizer) if name.startswith("ioi") else None
-        per_task[name] = {"p_correct": pc.mean(1).tolist(), "accuracy": (pc > 0.5).float().mean(1).tolist(),
-                          "name2_rule_share": rule.tolist() if rule is not None else None, "n_prompts": len(data)}  # fmt: skip
+        per_task[name] = {
+            "p_correct": pc.mean(1).tolist(),
+            "accuracy": (pc > 0.5).float().mean(1).tolist(),
+            "name2_rule_share": rule.tolist() if rule is not None else None,
+            "n_prompts": len(data),
+        }
         model_rates[name] = {"p_correct": float(pm.mean()), "accuracy": float((pm > 0.5).float().mean())}
     t2 = time.perf_counter()
     same = next((t for t in eval_tasks if t.endswith("same")), None)
     return {
-        "model": model_name, "task": task, "ablation": cfg.ablation, "frozen_ln": cfg.frozen_ln, "seeds": seeds,
-        "n_seeds": len(seeds), "config": cfg.to_dict(), "eval_split": eval_split, "total_nodes": pruner.n_nodes,
-        "nodes": [c.n_nodes for c in circuits], "edges": [c.n_edges for c in circuits],
-        "loss": [c.meta["loss"] for c in circuits], "reached": [bool(c.meta["reached_target"]) for c in circuits],
-        "eval": per_task, "model_rates": model_rates,
+        "model": model_name,
+        "task": task,
+        "ablation": cfg.ablation,
+        "frozen_ln": cfg.frozen_ln,
+        "seeds": seeds,
+        "n_seeds": len(seeds),
+        "config": cfg.to_dict(),
+        "eval_split": eval_split,
+        "total_nodes": pruner.n_nodes,
+        "nodes": [c.n_nodes for c in circuits],
+        "edges": [c.n_edges for c in circuits],
+        "loss": [c.meta["loss"] for c in circuits],
+        "reached": [bool(c.meta["reached_target"]) for c in circuits],
+        "eval": per_task,
+        "model_rates": model_rates,
         "class": classify(per_task[same]["p_correct"]) if same else None,
         "seconds": {"prune": t1 - t0, "evaluate": t2 - t1},
-        "circuits": circuits, "masks": masks, "pruner": pruner,
-    }  # fmt: skip
+        "circuits": circuits,
+        "masks": masks,
+        "pruner": pruner,
+    }
 
 
 def summarize(study: dict, core_share: float = 0.9) -> dict:
@@ -197,19 +213,56 @@ def summarize(study: dict, core_share: float = 0.9) -> dict:
     mean_r = lambda xs: float(torch.tensor(xs)[reached].mean()) if n_r else None  # noqa: E731
     jac = jaccard_summary(masks)
     return {
-        **{k: study[k] for k in ("model", "task", "ablation", "frozen_ln", "seeds", "n_seeds", "eval_split",
-                                 "total_nodes", "nodes", "edges", "loss", "reached", "eval", "model_rates", "class")},
-        "steps": study["config"]["steps"], "batch_size": study["config"]["batch_size"], "lr": study["config"]["lr"],
-        "k_coef": study["config"]["k_coef"], "target_loss": study["config"]["target_loss"],
-        "n_reached": n_r, "share_reached": n_r / len(study["reached"]),
+        **{
+            k: study[k]
+            for k in (
+                "model",
+                "task",
+                "ablation",
+                "frozen_ln",
+                "seeds",
+                "n_seeds",
+                "eval_split",
+                "total_nodes",
+                "nodes",
+                "edges",
+                "loss",
+                "reached",
+                "eval",
+                "model_rates",
+                "class",
+            )
+        },
+        "steps": study["config"]["steps"],
+        "batch_size": study["config"]["batch_size"],
+        "lr": study["config"]["lr"],
+        "k_coef": study["config"]["k_coef"],
+        "target_loss": study["config"]["target_loss"],
+        "n_reached": n_r,
+        "share_reached": n_r / len(study["reached"]),
         "reached_seeds": [s for s, r in zip(study["seeds"], study["reached"]) if r],
-        "share_bad": share("bad"), "share_mixed": share("mixed"), "share_good": share("good"),
+        "share_bad": share("bad"),
+        "share_mixed": share("mixed"),
+        "share_good": share("good"),
         "mean_p_correct": {t: mean_r(v["p_correct"]) for t, v in study["eval"].items()},
         "median_nodes": float(torch.tensor(study["nodes"])[reached].float().median()) if n_r else None,
-        "jaccard": jac, "core_share": core_share, "core_nodes": [layout.label(i) for i in core.nonzero().flatten().tolist()],
-    }  # fmt: skip
+        "jaccard": jac,
+        "core_share": core_share,
+        "core_nodes": [layout.label(i) for i in core.nonzero().flatten().tolist()],
+    }
 
 
-__all__ = ["BAD_THRESHOLD", "EVAL_TASKS", "GOOD_THRESHOLD", "circuit_p_correct", "classify", "core_nodes",
-           "final_residual_rms", "jaccard_summary", "name2_rule_share", "pairwise_jaccard", "seed_study",
-           "summarize"]  # fmt: skip
+__all__ = [
+    "BAD_THRESHOLD",
+    "EVAL_TASKS",
+    "GOOD_THRESHOLD",
+    "circuit_p_correct",
+    "classify",
+    "core_nodes",
+    "final_residual_rms",
+    "jaccard_summary",
+    "name2_rule_share",
+    "pairwise_jaccard",
+    "seed_study",
+    "summarize",
+]

@@ -1,9 +1,10 @@
 """Does a pruned circuit compute the way its model does? Attention patterns (D2) and node roles (D3), per circuit.
 
-``faithfulness.attention_agreement`` and ``faithfulness.activation_agreement`` give one summary number per head or
-node. This module keeps the per-prompt data behind them, so that notebooks 08 and 09 can ask *where* things
-differ: how much attention lands on the name tokens, whether a sharp pattern became near-uniform, and at which
-prompt positions a node's signal sits in the model and in the pruned model.
+``compare.attention_agreement`` and ``compare.activation_agreement`` give one summary number per head or node.
+This module keeps the per-prompt data behind them, so that notebooks 08 and 09 can ask *where* things differ: how
+much attention lands on the name tokens, whether a sharp pattern became near-uniform, and at which prompt
+positions a node's signal sits in the model and in the pruned model. The verdicts over these numbers are in
+``app.verdicts``, the figures in ``viz.mechanism_figures``.
 
 Conventions (as in ``walkthrough``): attention rows are taken from each prompt's answer position, with the sink as
 column 0 (token position p is column p + 1); positions count tokens of ``data.tokens`` (0 is the leading
@@ -23,16 +24,13 @@ Thresholds (documented here, used by the notebooks):
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..circuits.masking import NodeLayout
-from ..data.corpus import gender_of
-from ..pruning.pruner import PruneConfig, Pruner, prune
-from ..tasks import TaskData, get_task
-from ..viz.inspector import prompt_tokens, run_pair
+from ..circuits.layout import NodeLayout
+from ..data.words import gender_of
+from ..tasks import TaskData
 from . import walkthrough as wt
+from .compare import correlation, entropy, pattern_hook, pattern_keys, patterns_at_answer, run_pair, total_variation
 
 SHARP = 0.5
 NEAR_UNIFORM = 0.9
@@ -40,48 +38,6 @@ NAME_FOCUS = 0.5
 MOVE = 0.25
 QUIET = 0.1
 ROUNDING_TOL = 1e-4  # d' is 0 when the spread is below this times the largest |value| (float rounding, not signal)
-
-
-# ------------------------------------------------------------------------------------------- circuits
-
-
-def circuit_key(model_name: str, task: str, ablation: str) -> str:
-    return f"{model_name}/{task}/{ablation}"
-
-
-def prune_circuits(loaded: dict, tasks: list[str], ablations: list[str], seed: int = 0, progress: bool = False,
-                   **cfg) -> dict[str, dict]:  # fmt: skip
-    """One circuit (one seed) per (model, task, ablation), pruned with ``PruneConfig(ablation, **cfg)``.
-
-    ``loaded`` maps model names to ``inference.load`` results. A run is one call of ``prune`` (runs of different
-    tasks cannot share a batch: their losses differ). Mean ablation values are computed once per model and
-    shared by its tasks. Returns {circuit_key: {"circuit", "ablation" (values for ``circuit.run``: None for
-    zero, the node means for mean), "model", "task", "ablation_kind"}}.
-    """
-    out = {}
-    for name, (model, tok, _) in loaded.items():
-        means = None
-        for a in ablations:
-            c = PruneConfig(ablation=a, **cfg)
-            for t in tasks:
-                task = get_task(t)
-                pruner = Pruner(model, tok, task, c, means=means)  # the model's means are computed once
-                means = pruner.means if a == "mean" else means
-                circuit = prune(model, tok, task, c, seeds=[seed], progress=progress, model_name=name, pruner=pruner)[0]
-                out[circuit_key(name, t, a)] = {"circuit": circuit, "ablation": pruner.means if a == "mean" else None,
-                                                "model": name, "task": t, "ablation_kind": a}  # fmt: skip
-    order = [circuit_key(m, t, a) for m in loaded for t in tasks for a in ablations]  # model, then task, ablation
-    return {k: out[k] for k in order}
-
-
-def ablation_for(entry: dict, model, tok, data: TaskData):
-    """Ablation values of a ``prune_circuits`` entry for a pruned pass on ``data`` (resample values are drawn for
-    these prompts; zero and mean values do not depend on them)."""
-    if entry["ablation_kind"] == "resample":
-        from ..viz.inspector import resolve_ablation
-
-        return resolve_ablation(model, tok, "resample", data)
-    return entry["ablation"]
 
 
 # ---------------------------------------------------------------------------------------------- slots
@@ -115,11 +71,6 @@ def gender_groups(data: TaskData, slot: str) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------ attention (D2)
 
 
-def entropy(p: torch.Tensor) -> torch.Tensor:
-    """[..., K] distributions -> [...] entropies (nats)."""
-    return -(p * p.clamp_min(1e-12).log()).sum(-1)
-
-
 def normalized_entropy(p: torch.Tensor, n_keys: torch.Tensor) -> torch.Tensor:
     """[n, K] patterns, [n] number of keys each may attend to -> [n] H(p) / log(n_keys), in [0, 1]
     (1: uniform over the keys; 0: all attention on one key). A row with a single key counts as 0."""
@@ -136,55 +87,85 @@ def kept_heads(model, circuit) -> list[dict]:
     for layer in range(model.cfg.n_layer):
         q, k, v = (nodes[nl.sl(layer, s)].view(H, E) for s in ("q", "k", "v"))
         for h in (q.any(1) | k.any(1) | v.any(1)).nonzero().flatten().tolist():
-            out.append({"layer": layer, "head": h, "q": int(q[h].sum()), "k": int(k[h].sum()), "v": int(v[h].sum()),
-                        "qk_pairs": int((q[h] & k[h]).sum())})  # fmt: skip
+            out.append(
+                {
+                    "layer": layer,
+                    "head": h,
+                    "q": int(q[h].sum()),
+                    "k": int(k[h].sum()),
+                    "v": int(v[h].sum()),
+                    "qk_pairs": int((q[h] & k[h]).sum()),
+                }
+            )
     return out
 
 
 @torch.no_grad()
-def head_attention(model, circuit, data: TaskData, ablation=None, slots: dict[str, torch.Tensor] | None = None,
-                   tok=None, frozen_ln: bool | None = None) -> list[dict]:  # fmt: skip
+def head_attention(
+    model,
+    circuit,
+    data: TaskData,
+    ablation=None,
+    slots: dict[str, torch.Tensor] | None = None,
+    tok=None,
+    frozen_ln: bool | None = None,
+) -> list[dict]:
     """Attention from the answer position, model vs pruned model, for every head with a kept q/k/v node.
 
     One forward pass of each. Per head: "original" and "pruned" rows [n, 1 + T] (sink in column 0), "tv" [n]
     (total-variation distance), mean entropies ("mean_entropy_model", "mean_entropy_pruned", and
-    "mean_entropy_uniform" of the uniform distribution over the same keys), mean normalized entropies ("norm_entropy_model", "norm_entropy_pruned"),
-    mean attention on the sink ("sink_model", "sink_pruned"), on each slot's token ("to_slot": {slot: [model,
-    pruned]}) and on all of them together ("to_names": [model, pruned]), the kept node counts of ``kept_heads``, and the flags "sharp_model", "uniform_pruned", "lost"
-    (both) and "name_head" (the model puts >= NAME_FOCUS on some name). The keys of ``inspector.head_patterns``
-    ("entropy_original", "tv_mean", "keys", ...) are there too, so ``walkthrough.plot_patterns`` draws a head.
+    "mean_entropy_uniform" of the uniform distribution over the same keys), mean normalized entropies
+    ("norm_entropy_model", "norm_entropy_pruned"), mean attention on the sink ("sink_model", "sink_pruned"), on
+    each slot's token ("to_slot": {slot: [model, pruned]}) and on all of them together ("to_names": [model,
+    pruned]), the kept node counts of ``kept_heads``, and the flags "sharp_model", "uniform_pruned", "lost" (both)
+    and "name_head" (the model puts >= NAME_FOCUS on some name). The keys of ``compare.head_patterns``
+    ("entropy_original", "tv_mean", "keys", ...) are there too, so ``walkthrough_figures.plot_patterns`` draws a
+    head.
     """
     heads = kept_heads(model, circuit)
     if not heads:
         return []
-    names = sorted({f"blocks.{h['layer']}.attn.hook_pattern" for h in heads})
+    names = sorted({pattern_hook(h["layer"]) for h in heads})
     orig, pruned = run_pair(model, circuit, data.tokens, names, ablation, frozen_ln)
-    rows, last = torch.arange(len(data)), data.last.cpu()
-    n_keys = last + 2  # the sink and every token up to the answer
-    keys = [["<sink>", *t] for t in prompt_tokens(tok, data)]
+    n_keys = data.last.cpu() + 2  # the sink and every token up to the answer
+    keys = pattern_keys(tok, data)
     slots = slots or {}
     out = []
     for h in heads:
-        hook = f"blocks.{h['layer']}.attn.hook_pattern"
-        po = orig[hook][rows, h["head"], last].float()
-        pp = pruned[hook][rows, h["head"], last].float()
-        tv = 0.5 * (po - pp).abs().sum(-1)
+        po = patterns_at_answer(orig, h["layer"], h["head"], data.last)  # [n, 1 + T]
+        pp = patterns_at_answer(pruned, h["layer"], h["head"], data.last)
+        tv = total_variation(po, pp)  # [n]
         ne_m, ne_p = normalized_entropy(po, n_keys), normalized_entropy(pp, n_keys)
-        to_slot = {s: [float(wt.attention_to(po, pos).mean()), float(wt.attention_to(pp, pos).mean())]
-                   for s, pos in slots.items()}  # fmt: skip
-        r = {**h, "original": po, "pruned": pp, "tv": tv, "tv_mean": float(tv.mean()),
-             "entropy_original": entropy(po), "entropy_pruned": entropy(pp), "keys": keys,
-             "mean_entropy_model": float(entropy(po).mean()), "mean_entropy_pruned": float(entropy(pp).mean()),
-             "mean_entropy_uniform": float(n_keys.float().log().mean()),
-             "norm_entropy_model": float(ne_m.mean()), "norm_entropy_pruned": float(ne_p.mean()),
-             "sink_model": float(po[:, 0].mean()), "sink_pruned": float(pp[:, 0].mean()), "to_slot": to_slot,
-             "to_names": [sum(v[0] for v in to_slot.values()), sum(v[1] for v in to_slot.values())]}  # fmt: skip
+        to_slot = {
+            s: [float(wt.attention_to(po, pos).mean()), float(wt.attention_to(pp, pos).mean())]
+            for s, pos in slots.items()
+        }
+        r = {
+            **h,
+            "original": po,
+            "pruned": pp,
+            "tv": tv,
+            "tv_mean": float(tv.mean()),
+            "entropy_original": entropy(po),
+            "entropy_pruned": entropy(pp),
+            "keys": keys,
+            "mean_entropy_model": float(entropy(po).mean()),
+            "mean_entropy_pruned": float(entropy(pp).mean()),
+            "mean_entropy_uniform": float(n_keys.float().log().mean()),
+            "norm_entropy_model": float(ne_m.mean()),
+            "norm_entropy_pruned": float(ne_p.mean()),
+            "sink_model": float(po[:, 0].mean()),
+            "sink_pruned": float(pp[:, 0].mean()),
+            "to_slot": to_slot,
+            "to_names": [sum(v[0] for v in to_slot.values()), sum(v[1] for v in to_slot.values())],
+        }
         out.append({**r, **head_flags(r)})
     return out
 
 
-def head_flags(h: dict, sharp: float = SHARP, near_uniform: float = NEAR_UNIFORM,
-               name_focus: float = NAME_FOCUS) -> dict:  # fmt: skip
+def head_flags(
+    h: dict, sharp: float = SHARP, near_uniform: float = NEAR_UNIFORM, name_focus: float = NAME_FOCUS
+) -> dict:
     """The D2 flags of one ``head_attention`` entry (see the module's thresholds)."""
     s, u = h["norm_entropy_model"] < sharp, h["norm_entropy_pruned"] > near_uniform
     name_model = max((v[0] for v in h["to_slot"].values()), default=0.0)
@@ -195,33 +176,6 @@ def head_summary(h: dict, circuit_key: str = "") -> dict:
     """A ``head_attention`` entry without its tensors (JSON-ready)."""
     skip = ("original", "pruned", "tv", "entropy_original", "entropy_pruned", "keys")
     return {"circuit": circuit_key, **{k: v for k, v in h.items() if k not in skip}}
-
-
-def attention_verdict(heads_by_circuit: dict[str, list[dict]], name_drop: float = 0.5) -> dict:
-    """Computed D2 verdict over circuits of ``head_attention`` entries.
-
-    "yes": some circuit keeps a head that attends to a name in the model (``name_head``) whose pruned pattern
-    is near-uniform (``lost``), Drori's case; "partly": no such head, but some kept head lost its pattern, or a
-    name head's attention on the names fell to at most ``name_drop`` times the model's; "no": otherwise; "n/a":
-    no circuit keeps a head. Also returns the heads behind it, as "circuit/L{layer}.h{head}" strings.
-    """
-    lost, lost_name, name_dropped = [], [], []
-    for key, heads in heads_by_circuit.items():
-        for h in heads:
-            tag = f"{key}/L{h['layer']}.h{h['head']}"
-            if h["lost"]:
-                lost.append(tag)
-                if h["name_head"]:
-                    lost_name.append(tag)
-            if h["name_head"]:
-                m = max(v[0] for v in h["to_slot"].values())
-                p = max(v[1] for v in h["to_slot"].values())
-                if p <= name_drop * m:
-                    name_dropped.append(tag)
-    n_heads = sum(len(v) for v in heads_by_circuit.values())
-    holds = "n/a" if n_heads == 0 else "yes" if lost_name else "partly" if lost or name_dropped else "no"
-    return {"holds": holds, "n_heads": n_heads, "lost": lost, "lost_name_heads": lost_name,
-            "name_attention_dropped": name_dropped}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ node roles (D3)
@@ -250,8 +204,9 @@ def signal_shares(values: torch.Tensor, classes: torch.Tensor, n_classes: int) -
     do not win by count. A node with no signal anywhere gets NaN."""
     c = classes[classes >= 0]
     dev = _deviation(values, classes)
-    per = torch.stack([dev[c == k].mean(0) if bool((c == k).any()) else torch.zeros(dev.shape[1])
-                       for k in range(n_classes)], 1)  # fmt: skip
+    per = torch.stack(
+        [dev[c == k].mean(0) if bool((c == k).any()) else torch.zeros(dev.shape[1]) for k in range(n_classes)], 1
+    )
     total = per.sum(1, keepdim=True)
     return torch.where(total > 1e-9, per / total.clamp_min(1e-12), float("nan"))
 
@@ -268,27 +223,29 @@ def signal_strength(values: torch.Tensor, classes: torch.Tensor) -> torch.Tensor
     return _deviation(values, classes).mean(0)
 
 
-def _correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of matching columns of [P, M] a and b; NaN where either is constant."""
-    a, b = a - a.mean(0), b - b.mean(0)
-    norms = a.norm(dim=0) * b.norm(dim=0)
-    return torch.where(norms > 1e-9, (a * b).sum(0) / norms.clamp_min(1e-12), float("nan"))
-
-
 @torch.no_grad()
-def node_roles(model, circuit, data: TaskData, ablation=None, slots: dict[str, torch.Tensor] | None = None,
-               gender_slot: str | None = None, include_eos: bool = False, frozen_ln: bool | None = None) -> dict:  # fmt: skip
+def node_roles(
+    model,
+    circuit,
+    data: TaskData,
+    ablation=None,
+    slots: dict[str, torch.Tensor] | None = None,
+    gender_slot: str | None = None,
+    include_eos: bool = False,
+    frozen_ln: bool | None = None,
+) -> dict:
     """Every circuit node's role in the model and in the pruned model, on the same prompts (one forward pass each).
 
     Returns "labels"; "correlation" [M] (Pearson over every real position; NaN when the node is constant in
     either). ``<eos>`` is left out by default: it is the same token at position 0 of every prompt, so its value is
     one repeated point that can dominate the correlation; ``include_eos=True`` gives exactly
-    ``faithfulness.activation_agreement``'s numbers. Then "classes" (position class names of
-    ``position_classes``), "shares_model" / "shares_pruned" [M, C] (``signal_shares``), "shift" [M] (total
-    variation between them), "signal_model" / "signal_pruned" [M] (``signal_strength``); with ``gender_slot``, "gender_flip" [M] bool (the node fires on the other gender's
-    names at that slot once pruned: ``walkthrough.role_change``) and "gender_sep_model" / "gender_sep_pruned" [M]
-    (how well the node separates that name's gender at the answer position: d' of ``separation``); "score" [M]
-    (``role_change_score``); and the activations "original" / "pruned" [n, T, M] for plots.
+    ``compare.activation_agreement``'s numbers. Then "classes" (position class names of ``position_classes``),
+    "shares_model" / "shares_pruned" [M, C] (``signal_shares``), "shift" [M] (total variation between them),
+    "signal_model" / "signal_pruned" [M] (``signal_strength``); with ``gender_slot``, "gender_flip" [M] bool (the
+    node fires on the other gender's names at that slot once pruned: ``walkthrough.role_change``) and
+    "gender_sep_model" / "gender_sep_pruned" [M] (how well the node separates that name's gender at the answer
+    position: d' of ``separation``); "score" [M] (``role_change_score``); and the activations "original" /
+    "pruned" [n, T, M] for plots.
     """
     nl = NodeLayout(model)
     idx = circuit.nodes.bool().cpu().nonzero().flatten().tolist()
@@ -305,15 +262,23 @@ def node_roles(model, circuit, data: TaskData, ablation=None, slots: dict[str, t
         vals["original"][..., j] = orig[hook].reshape(n, T, -1)[..., ch].float()
         vals["pruned"][..., j] = pruned[hook].reshape(n, T, -1)[..., ch].float()
     real = wt.valid_mask(data, include_eos=include_eos)
-    corr = _correlation(vals["original"][real], vals["pruned"][real])
+    corr = correlation(vals["original"][real], vals["pruned"][real])
     slots = slots or {}
     cls, names = position_classes(data, slots)
     sm = signal_shares(vals["original"], cls, len(names))
     sp = signal_shares(vals["pruned"], cls, len(names))
-    shift = 0.5 * (sm - sp).abs().sum(1)
-    out = {"labels": labels, "correlation": corr, "classes": names, "shares_model": sm, "shares_pruned": sp,
-           "shift": shift, "signal_model": signal_strength(vals["original"], cls),
-           "signal_pruned": signal_strength(vals["pruned"], cls), **vals}  # fmt: skip
+    shift = total_variation(sm, sp)  # [M]
+    out = {
+        "labels": labels,
+        "correlation": corr,
+        "classes": names,
+        "shares_model": sm,
+        "shares_pruned": sp,
+        "shift": shift,
+        "signal_model": signal_strength(vals["original"], cls),
+        "signal_pruned": signal_strength(vals["pruned"], cls),
+        **vals,
+    }
     if gender_slot is not None:
         groups, pos = gender_groups(data, gender_slot), slots.get(gender_slot)
         if pos is None:
@@ -323,15 +288,22 @@ def node_roles(model, circuit, data: TaskData, ablation=None, slots: dict[str, t
             xs = [wt.at_positions(vals[k][..., j], pos) for k in ("original", "pruned")]
             flips.append(wt.role_change(*xs, groups) is not None)
             for k, name in (("original", "model"), ("pruned", "pruned")):
-                seps[name].append(wt.separation(wt.at_positions(vals[k][..., j], data.last), groups["male"], ROUNDING_TOL))
+                seps[name].append(
+                    wt.separation(wt.at_positions(vals[k][..., j], data.last), groups["male"], ROUNDING_TOL)
+                )
         out["gender_flip"] = torch.tensor(flips, dtype=torch.bool)
         out["gender_sep_model"], out["gender_sep_pruned"] = torch.tensor(seps["model"]), torch.tensor(seps["pruned"])
     out["score"] = role_change_score(corr, shift, out["signal_model"], out["signal_pruned"])
     return out
 
 
-def role_change_score(corr: torch.Tensor, shift: torch.Tensor, signal_model: torch.Tensor | None = None,
-                      signal_pruned: torch.Tensor | None = None, quiet: float = QUIET) -> torch.Tensor:  # fmt: skip
+def role_change_score(
+    corr: torch.Tensor,
+    shift: torch.Tensor,
+    signal_model: torch.Tensor | None = None,
+    signal_pruned: torch.Tensor | None = None,
+    quiet: float = QUIET,
+) -> torch.Tensor:
     """How much a node's role changes: (1 - correlation) / 2 + shift, in [0, 2]. An undefined correlation (the
     node is constant in one model: it lost or gained all its signal) counts as 0, an undefined shift as 0. Given
     the signal strengths, the shift of a silenced or awakened node (see ``role_summary``) counts as 0: where its
@@ -344,8 +316,14 @@ def role_change_score(corr: torch.Tensor, shift: torch.Tensor, signal_model: tor
     return (1 - c) / 2 + sh
 
 
-def role_summary(roles: dict, move: float = MOVE, strong: float = -0.3, carries: float = 1.0,
-                 absent: float = 0.5, quiet: float = QUIET) -> dict:  # fmt: skip
+def role_summary(
+    roles: dict,
+    move: float = MOVE,
+    strong: float = -0.3,
+    carries: float = 1.0,
+    absent: float = 0.5,
+    quiet: float = QUIET,
+) -> dict:
     """Per circuit:
 
     - number of nodes, median correlation, the share of sign-flipped nodes (correlation < 0) and the share of
@@ -379,9 +357,11 @@ def role_summary(roles: dict, move: float = MOVE, strong: float = -0.3, carries:
         "anti_correlated": [roles["labels"][j] for j in (corr < strong).nonzero().flatten().tolist()],
         "mean_shares_model": dict(zip(cls, roles["shares_model"].nanmean(0).tolist())),
         "mean_shares_pruned": dict(zip(cls, roles["shares_pruned"].nanmean(0).tolist())),
-        "moved": {roles["labels"][j]: [where(roles["shares_model"], j), where(roles["shares_pruned"], j)]
-                  for j in moved.nonzero().flatten().tolist()},
-    }  # fmt: skip
+        "moved": {
+            roles["labels"][j]: [where(roles["shares_model"], j), where(roles["shares_pruned"], j)]
+            for j in moved.nonzero().flatten().tolist()
+        },
+    }
     if "gender_flip" in roles:
         out["gender_flips"] = [roles["labels"][j] for j in roles["gender_flip"].nonzero().flatten().tolist()]
         sm, sp = roles["gender_sep_model"].abs(), roles["gender_sep_pruned"].abs()  # NaN compares False
@@ -403,182 +383,3 @@ def summary_for_json(summary: dict, max_items: int = 20) -> dict:
             v = v[:max_items] if isinstance(v, list) else dict(list(v.items())[:max_items])
         out[k] = v
     return out
-
-
-def roles_verdict(summaries: dict[str, dict]) -> dict:
-    """Computed D3 verdict over circuits of ``role_summary`` results.
-
-    "yes": some node fires on the other gender's names once pruned, carries the name's gender at the answer only
-    in the pruned model, or is clearly anti-correlated with itself (``anti_correlated``); "partly": no such node,
-    but some node is weakly anti-correlated or its signal moves to other positions; "no": otherwise; "n/a": no
-    circuit nodes."""
-    gender = [
-        f"{k}/{n}" for k, s in summaries.items() for n in s.get("gender_flips", []) + s.get("gender_only_pruned", [])
-    ]
-    anti = [f"{k}/{n}" for k, s in summaries.items() for n in s["anti_correlated"]]
-    weak = [f"{k}/{n}" for k, s in summaries.items() for n in s["sign_flipped"]]
-    moved = [f"{k}/{n}" for k, s in summaries.items() for n in s["moved"]]
-    total = sum(s["n_nodes"] for s in summaries.values())
-    holds = "n/a" if total == 0 else "yes" if gender or anti else "partly" if weak or moved else "no"
-    return {"holds": holds, "gender_role_changes": gender, "strongly_anti_correlated": anti, "n_nodes": total,
-            "n_sign_flipped": len(weak), "n_moved": len(moved)}  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------- figures
-
-
-def _finite(x: float) -> bool:
-    return x == x and not math.isinf(x)
-
-
-def plot_tv_table(heads_by_circuit: dict[str, list[dict]], title: str = ""):
-    """A table-like heatmap: rows are heads (L.h), columns circuits, cells the mean TV distance between the
-    model's and the pruned model's attention from the answer position (blank: head not in the circuit). A cell
-    is marked "lost" when the head lost its sharp pattern, "qk" when the head keeps a q-k pair."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cols = list(heads_by_circuit)
-    rows = sorted({(h["layer"], h["head"]) for hs in heads_by_circuit.values() for h in hs})
-    grid = np.full((max(1, len(rows)), max(1, len(cols))), np.nan)
-    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2.2, 0.32 * len(rows) + 1.6))
-    for j, key in enumerate(cols):
-        for h in heads_by_circuit[key]:
-            i = rows.index((h["layer"], h["head"]))
-            grid[i, j] = h["tv_mean"]
-            tag = "lost" if h["lost"] else ("qk" if h["qk_pairs"] else "v/q/k")
-            ax.text(j, i, f"{h['tv_mean']:.2f}\n{tag}", ha="center", va="center", fontsize=6,
-                    color="white" if h["tv_mean"] > 0.6 else "black")  # fmt: skip
-    im = ax.imshow(grid, cmap="Reds", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(cols)), [c.replace("/", "\n") for c in cols], fontsize=7)
-    ax.set_yticks(range(len(rows)), [f"L{la}.h{h}" for la, h in rows], fontsize=7)
-    ax.set_xlabel("circuit (model / task / ablation)")
-    ax.set_ylabel("head with kept q/k/v nodes")
-    ax.set_title(title or "TV distance of attention from the answer position, model vs pruned", fontsize=9)
-    fig.colorbar(im, ax=ax, label="mean TV distance", shrink=0.8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_entropy_scatter(heads_by_circuit: dict[str, list[dict]], sharp: float = SHARP,
-                         near_uniform: float = NEAR_UNIFORM):  # fmt: skip
-    """Normalized entropy of each kept head's attention, model (x) vs pruned (y), one marker per circuit; the
-    shaded corner (sharp in the model, near-uniform pruned) holds the heads that lost their pattern."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.6, 4.4))
-    ax.fill_between([0, sharp], near_uniform, 1.02, color="tab:red", alpha=0.12, label="lost pattern")
-    markers = "osD^vP*Xhp"
-    for i, (key, heads) in enumerate(heads_by_circuit.items()):
-        if heads:
-            ax.scatter([h["norm_entropy_model"] for h in heads], [h["norm_entropy_pruned"] for h in heads],
-                       marker=markers[i % len(markers)], s=28, alpha=0.8, label=key)  # fmt: skip
-    ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=0.8)
-    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="normalized entropy, model", ylabel="normalized entropy, pruned",
-           title="attention from the answer position (1 = uniform)")  # fmt: skip
-    ax.legend(frameon=False, fontsize=6, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
-def plot_name_attention(heads_by_circuit: dict[str, list[dict]], name_focus: float = NAME_FOCUS):
-    """Attention from the answer position on the name token(s), model (x) vs pruned (y), one point per kept head
-    and one marker per circuit; heads right of the dashed line attend to the names in the model."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.6, 4.4))
-    markers = "osD^vP*Xhp"
-    for i, (key, heads) in enumerate(heads_by_circuit.items()):
-        if heads:
-            ax.scatter([h["to_names"][0] for h in heads], [h["to_names"][1] for h in heads],
-                       marker=markers[i % len(markers)], s=28, alpha=0.8, label=key)  # fmt: skip
-    ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=0.8)
-    ax.axvline(name_focus, ls="--", c="gray", lw=0.8)
-    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="attention on the name token(s), model",
-           ylabel="attention on the name token(s), pruned", title="where the answer position looks: the names")  # fmt: skip
-    ax.legend(frameon=False, fontsize=6, loc="upper left")
-    fig.tight_layout()
-    return fig
-
-
-def plot_head_rows(heads: list[tuple[str, dict]], n_prompts: int = 6):
-    """Example attention rows of several heads, model and pruned side by side (``walkthrough.plot_patterns``),
-    one row of panels per (circuit key, head_attention entry)."""
-    import matplotlib.pyplot as plt
-
-    if not heads:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.text(0.5, 0.5, "no head to show", ha="center", va="center")
-        ax.axis("off")
-        return fig
-    K = max(len(k) for _, h in heads for k in h["keys"][:n_prompts])
-    width = 0.55 * K + 0.5
-    height = 0.28 * n_prompts + 0.9
-    fig, axes = plt.subplots(len(heads), 2, figsize=(2 * width, height * len(heads)), squeeze=False)
-    for (key, h), row in zip(heads, axes):
-        wt.plot_patterns(h, n_prompts, axes=row)
-        row[0].set_title(f"{key}\n" + row[0].get_title(), fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_role_scatter(roles_by_circuit: dict[str, dict], move: float = MOVE, quiet: float = QUIET):
-    """Per node: correlation of its activations, model vs pruned (x), against how far its signal moves between
-    position classes (y), one panel per circuit; sign flips left of 0, moved nodes above the dashed line (unless
-    their signal is silenced or awakened: grey triangles)."""
-    import matplotlib.pyplot as plt
-
-    keys = list(roles_by_circuit)
-    ncols = min(4, max(1, len(keys)))
-    nrows = -(-max(1, len(keys)) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.9 * nrows), squeeze=False)
-    for ax, key in zip(axes.flatten(), keys):
-        r = roles_by_circuit[key]
-        c, s = torch.nan_to_num(r["correlation"], nan=0.0), torch.nan_to_num(r["shift"], nan=0.0)
-        undefined = r["correlation"].isnan()
-        s_m, s_p = r["signal_model"], r["signal_pruned"]
-        quiet_one = (s_p < quiet * s_m) | (s_m < quiet * s_p)
-        plain = ~undefined & ~quiet_one
-        ax.scatter(c[plain].numpy(), s[plain].numpy(), s=9, alpha=0.6, label="nodes")
-        if bool((quiet_one & ~undefined).any()):
-            q = quiet_one & ~undefined
-            ax.scatter(c[q].numpy(), s[q].numpy(), s=12, marker="^", c="tab:gray", alpha=0.7,
-                       label="signal silenced / awakened")  # fmt: skip
-        if bool(undefined.any()):
-            ax.scatter(c[undefined].numpy(), s[undefined].numpy(), s=12, marker="x", c="gray",
-                       label="constant in one model")  # fmt: skip
-        if "gender_flip" in r and bool(r["gender_flip"].any()):
-            g = r["gender_flip"]
-            ax.scatter(c[g].numpy(), s[g].numpy(), s=40, facecolors="none", edgecolors="tab:red",
-                       label="fires on other gender")  # fmt: skip
-        ax.axvline(0, c="gray", lw=0.8, ls=":")
-        ax.axhline(move, c="gray", lw=0.8, ls="--")
-        ax.set(xlim=(-1.05, 1.05), ylim=(-0.03, 1.0), title=f"{key} ({len(r['labels'])} nodes)",
-               xlabel="correlation model vs pruned", ylabel="signal shift (TV of position shares)")  # fmt: skip
-        ax.title.set_fontsize(8)
-        ax.legend(frameon=False, fontsize=6, loc="upper left")
-    for ax in axes.flatten()[len(keys) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_role_summary(summaries: dict[str, dict]):
-    """Grouped bars per circuit: median correlation, share of sign-flipped nodes, share of moved nodes."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    keys = list(summaries)
-    stats = [("median_correlation", "median correlation"), ("sign_flipped_fraction", "sign-flipped share"),
-             ("moved_fraction", "moved-signal share")]  # fmt: skip
-    x = np.arange(len(keys))
-    fig, ax = plt.subplots(figsize=(1.0 * len(keys) + 3, 3.4))
-    for i, (k, name) in enumerate(stats):
-        vals = [summaries[c][k] if _finite(summaries[c][k]) else 0.0 for c in keys]
-        ax.bar(x + (i - 1) * 0.27, vals, 0.27, label=name)
-    ax.set_xticks(x, [k.replace("/", "\n") for k in keys], fontsize=7)
-    ax.axhline(0, c="black", lw=0.6)
-    ax.set(ylim=(min(-0.1, ax.get_ylim()[0]), 1.05), ylabel="value", title="node roles per circuit, model vs pruned")
-    ax.legend(frameon=False, fontsize=7)
-    fig.tight_layout()
-    return fig

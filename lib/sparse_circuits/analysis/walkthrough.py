@@ -1,12 +1,13 @@
-"""Numbers and figures for walking through a circuit node by node (notebooks 04-06).
+"""Numbers for walking through a circuit node by node (notebooks 04-06; their figures are in
+``viz.walkthrough_figures``).
 
-The inspector (``inspector``) answers "what does this node do" one node at a time; a walkthrough needs the
+The inspector (``inspection``) answers "what does this node do" one node at a time; a walkthrough needs the
 same evidence summarized over prompts: where a node fires (which token, which group of prompts), what each
 final writer contributes to the answer logits, where a head attends, and how a node's activation depends on
 token position. Everything here reads caches of one forward pass of the model and one of the pruned model
 (``caches``), so a notebook computes them once.
 
-Conventions: ``values`` are [n_prompts, T] activations of one node (``node_values``); positions count tokens
+Conventions: ``values`` are [n_prompts, T] activations of one node (``inspection.node_values``); positions count tokens
 of ``data.tokens`` (position 0 is the ``<eos>`` every prompt starts with); attention patterns have the sink as
 column 0, so token position p is column p + 1.
 """
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import torch
 
-from ..circuits.masking import NodeLayout
+from ..circuits.layout import NodeLayout, node_label, parse_label, token_text
+from ..model.names import NORM_SCALES, hook_name
 from ..tasks import TaskData, answer_logits, metrics_from_logits
-from ..viz.inspector import parse_label, prompt_tokens, run_pair, token_str
+from .compare import run_pair
 
-FINAL_SCALE_HOOK = "ln_final.hook_scale"
-EMBED_HOOK = "hook_embed"
+FINAL_SCALE_HOOK = hook_name("ln_final.scale")
+EMBED_HOOK = hook_name("embed")
 WRITER_SITES = ("attn_out", "mlp_out")
 READER_NORMS = {"attn_in": "ln1", "mlp_in": "ln2"}
 
@@ -30,36 +32,12 @@ READER_NORMS = {"attn_in": "ln1", "mlp_in": "ln2"}
 
 def cache_names(model) -> list[str]:
     """Hooks a walkthrough reads: every node site, every attention pattern, the embedding, every norm's scale."""
-    return [s.hook for s in NodeLayout(model).slices] + ["*attn.hook_pattern", EMBED_HOOK, "*hook_scale"]
+    return [s.hook for s in NodeLayout(model).slices] + [hook_name("attn.pattern", "*"), EMBED_HOOK, NORM_SCALES]
 
 
 def caches(model, circuit, data: TaskData, ablation=None, frozen_ln: bool | None = None) -> tuple[dict, dict]:
-    """(original, pruned) caches of ``cache_names`` on the prompts, on the CPU (``inspector.run_pair``)."""
+    """(original, pruned) caches of ``cache_names`` on the prompts, on the CPU (``compare.run_pair``)."""
     return run_pair(model, circuit, data.tokens, cache_names(model), ablation, frozen_ln)
-
-
-def parse_node(label: str) -> tuple[int, str, int | None, int]:
-    """(layer, site, head or None, channel within the site or head) of a label such as ``L1.v.h5.8``."""
-    parts = label.split(".")
-    if len(parts) == 4:
-        return int(parts[0][1:]), parts[1], int(parts[2][1:]), int(parts[3])
-    return int(parts[0][1:]), parts[1], None, int(parts[2])
-
-
-def head_of(label: str) -> tuple[int, int]:
-    """(layer, head) of a q, k or v node label."""
-    layer, site, head, _ = parse_node(label)
-    if head is None:
-        raise ValueError(f"{label!r} is not a q, k or v node")
-    return layer, head
-
-
-def node_values(cache: dict, model, label: str) -> torch.Tensor:
-    """[n, T] activations of one node (a NodeLayout label such as ``L1.v.h5.8``) from a cache."""
-    nl = NodeLayout(model)
-    layer, site, c = nl.describe(parse_label(label, model))
-    x = cache[nl.by_key[(layer, site)].hook]
-    return x.reshape(x.shape[0], x.shape[1], -1)[..., c].float()
 
 
 @torch.no_grad()
@@ -74,6 +52,28 @@ def full_answer_logits(model, data: TaskData) -> torch.Tensor:
 def evaluate_full(model, data: TaskData, loss: str) -> dict:
     """``tasks.evaluate`` through ``full_answer_logits`` (any ablation values inside ``circuit.run``)."""
     return metrics_from_logits(full_answer_logits(model, data), data, loss)
+
+
+# ------------------------------------------------------------------------------------------- heads
+
+
+def node_heads(labels: list[str]) -> dict[str, tuple[int, int]]:
+    """(layer, head) of every q, k or v node among ``labels``, by label (other nodes are left out)."""
+    refs = {n: parse_label(n) for n in labels}
+    return {n: (r.layer, r.head) for n, r in refs.items() if r.head is not None}
+
+
+def qk_pairs(labels: list[str], layer: int, head: int) -> dict[str, tuple[str, str]]:
+    """The q-k channel pairs of one head among ``labels``: a q node and a k node of the head at the same dimension,
+    whose product is the pair's share of the attention score (``pair_score``). Named after the head and dimension,
+    in the order of the q labels: {"h5.6": ("L1.q.h5.6", "L1.k.h5.6"), ...}."""
+    refs = {n: parse_label(n) for n in labels}
+    keys = {r.dim: n for n, r in refs.items() if (r.layer, r.site, r.head) == (layer, "k", head)}
+    return {
+        f"h{head}.{r.dim}": (n, keys[r.dim])
+        for n, r in refs.items()
+        if (r.layer, r.site, r.head) == (layer, "q", head) and r.dim in keys
+    }
 
 
 # --------------------------------------------------------------------------------------- positions
@@ -166,7 +166,7 @@ def token_means(values: torch.Tensor, data: TaskData, tok, min_count: int = 3) -
     for t in ids.unique().tolist():
         sel = ids == t
         if int(sel.sum()) >= min_count:
-            out.append((token_str(tok, t), float(vals[sel].mean()), int(sel.sum())))
+            out.append((token_text(tok, t), float(vals[sel].mean()), int(sel.sum())))
     return sorted(out, key=lambda r: -r[1])
 
 
@@ -184,8 +184,9 @@ def position_trend(values: torch.Tensor, data: TaskData) -> dict:
     return {"corr": corr, "by_position": by_pos.tolist(), "count": count.tolist()}
 
 
-def pair_score(q_values: torch.Tensor, k_values: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor,
-               d_head: int) -> torch.Tensor:  # fmt: skip
+def pair_score(
+    q_values: torch.Tensor, k_values: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor, d_head: int
+) -> torch.Tensor:
     """[n] contribution of one q-k channel pair (same head and channel) to the attention score of the query at
     ``q_pos`` for the key at ``k_pos``: q * k / sqrt(d_head). A head's score is the sum over its channel pairs, so
     in a circuit that keeps only some pairs, their scores add up to the whole score (before the softmax)."""
@@ -231,7 +232,7 @@ def direct_logit_effects(model, cache: dict, data: TaskData, plus, minus=None, l
         for site in WRITER_SITES:
             vals = per(cache[nl.by_key[(layer, site)].hook])
             for c in (vals != 0).any(0).nonzero().flatten().tolist():
-                contrib[f"L{layer}.{site}.{c}"] = vals[:, c]
+                contrib[node_label(layer, site, c, model.cfg.d_head)] = vals[:, c]
     zero = torch.zeros(len(data))
     wanted = list(contrib) if labels is None else list(labels)
     effects = {lab: contrib.get(lab, zero) for lab in wanted}
@@ -247,13 +248,14 @@ def residual_parts(model, cache: dict, label: str, positions: torch.Tensor) -> d
     embedding plus every earlier attn_out / mlp_out channel c, divided by the reading norm's scale and times its
     weight at c. Returns {"embed": [n], "L0.mlp_out.58": [n], ...} at one position per prompt (sources that are
     zero there are left out); the parts sum to the node's value before its AbsTopK."""
-    layer, site, _, c = parse_node(label)
+    node = parse_label(label)
+    layer, site, c = node.layer, node.site, node.dim
     if site not in READER_NORMS:
         raise ValueError(f"{label!r} is not an attn_in or mlp_in node")
     nl = NodeLayout(model)
     rows, pos = torch.arange(len(positions)), positions.cpu()
     norm = getattr(model.blocks[layer], READER_NORMS[site])
-    factor = float(norm.weight[c]) / cache[f"blocks.{layer}.{READER_NORMS[site]}.hook_scale"][rows, pos, 0].float()
+    factor = float(norm.weight[c]) / cache[hook_name(f"{READER_NORMS[site]}.scale", layer)][rows, pos, 0].float()
     parts = {"embed": cache[EMBED_HOOK][rows, pos, c].float() * factor}
     for wl in range(layer + 1):
         for ws in WRITER_SITES:
@@ -261,12 +263,17 @@ def residual_parts(model, cache: dict, label: str, positions: torch.Tensor) -> d
                 continue  # not upstream of this reader
             x = cache[nl.by_key[(wl, ws)].hook][rows, pos, c].float() * factor
             if bool((x != 0).any()):
-                parts[f"L{wl}.{ws}.{c}"] = x
+                parts[node_label(wl, ws, c, model.cfg.d_head)] = x
     return parts
 
 
-def role_change(model_values: torch.Tensor, pruned_values: torch.Tensor, groups: dict[str, torch.Tensor],
-                min_abs: float = 0.05, min_ratio: float = 3.0) -> dict | None:  # fmt: skip
+def role_change(
+    model_values: torch.Tensor,
+    pruned_values: torch.Tensor,
+    groups: dict[str, torch.Tensor],
+    min_abs: float = 0.05,
+    min_ratio: float = 3.0,
+) -> dict | None:
     """Whether a node fires on a different group in the pruned model than in the model (Drori's D3 example: a
     node active on male names in the model, on female names once pruned). Both [n] value sets must be group
     selective: the active group's mean at least ``min_abs`` in magnitude and ``min_ratio`` times any other
@@ -289,113 +296,3 @@ def active_group(x: torch.Tensor, groups: dict[str, torch.Tensor]) -> tuple[str,
     every group's mean."""
     means = group_means(x, groups)
     return max(means, key=lambda k: abs(means[k]) if means[k] == means[k] else -1.0), means
-
-
-# ------------------------------------------------------------------------------------------ claims
-
-
-def claim(id: str, text: str, ours: str, paper: str, holds: str, figure: str) -> dict:
-    """One row of the README's claims table (``report.claims_table``)."""
-    if holds not in ("yes", "no", "partly", "n/a"):
-        raise ValueError(f"holds must be yes, no, partly or n/a; got {holds!r}")
-    return {"id": id, "claim": text, "ours": ours, "paper": paper, "holds": holds, "figure": figure}
-
-
-# ----------------------------------------------------------------------------------------- figures
-
-
-def _token_grid(ax, values: torch.Tensor, tokens: list[list[str]], scale: float, title: str, cmap: str = "RdBu"):
-    """Prompts as rows of coloured token cells (blue positive, red negative), the value scale shared."""
-    n, T = values.shape
-    grid = torch.full((n, T), float("nan"))
-    for i, toks in enumerate(tokens):
-        grid[i, : len(toks)] = values[i, : len(toks)]
-    ax.imshow(grid.numpy(), cmap=cmap, vmin=-scale, vmax=scale, aspect="auto")
-    for i, toks in enumerate(tokens):
-        for j, t in enumerate(toks):
-            ax.text(j, i, t, ha="center", va="center", fontsize=6)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=8)
-
-
-def table_panels(table: dict) -> dict[str, torch.Tensor]:
-    """An ``inspector.activation_table`` as two ``plot_activations`` panels: "<label> model", "<label> pruned"."""
-    return {f"{table['label']} model": table["original"], f"{table['label']} pruned": table["pruned"]}
-
-
-def plot_activations(values_by_title: dict[str, torch.Tensor], data: TaskData, tok, n_prompts: int = 8,
-                     ncols: int = 2, scale: float | None = None):  # fmt: skip
-    """One panel per entry (e.g. {"L1.v.h5.8 model": ..., "L1.v.h5.8 pruned": ...}), ``ncols`` to a row: the
-    first ``n_prompts`` prompts as rows of tokens coloured by the node's activation (blue positive, red
-    negative), on one shared scale. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    tokens = prompt_tokens(tok, data)[:n_prompts]
-    vals = {k: v[:n_prompts].float() for k, v in values_by_title.items()}
-    valid = valid_mask(data, include_eos=True)[:n_prompts]
-    if scale is None:
-        scale = max(float(v[valid].abs().max()) for v in vals.values()) or 1.0
-    ncols = min(ncols, len(vals))
-    nrows = -(-len(vals) // ncols)
-    width = 0.55 * data.tokens.shape[1] + 0.5
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, (0.28 * len(tokens) + 0.6) * nrows), squeeze=False)
-    for ax, (title, v) in zip(axes.flatten(), vals.items()):
-        _token_grid(ax, v, tokens, scale, f"{title} (|max| {scale:.2g})")
-    for ax in axes.flatten()[len(vals) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_patterns(pat: dict, n_prompts: int = 6, axes=None):
-    """Attention from the answer position of one head (``inspector.head_patterns``): model and pruned model side
-    by side, prompts as rows, the sink as the first cell of each row. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in pat["keys"][:n_prompts]]
-    panels = {"model": pat["original"][:n_prompts], "pruned": pat["pruned"][:n_prompts]}
-    if axes is None:
-        width = 0.55 * max(map(len, keys)) + 0.5
-        _, axes = plt.subplots(1, 2, figsize=(2 * width, 0.28 * len(keys) + 0.6), squeeze=False)
-        axes = axes[0]
-    for ax, (name, p) in zip(axes, panels.items()):
-        n, K = len(keys), max(map(len, keys))
-        grid = torch.full((n, K), float("nan"))
-        for i, row in enumerate(keys):
-            grid[i, : len(row)] = p[i, : len(row)].float()
-        ax.imshow(grid.numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto")
-        for i, row in enumerate(keys):
-            for j, t in enumerate(row):
-                w = float(grid[i, j])
-                ax.text(j, i, f"{t}\n{w:.2f}", ha="center", va="center", fontsize=5,
-                        color="white" if w > 0.5 else "black")  # fmt: skip
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ent = pat["entropy_original" if name == "model" else "entropy_pruned"][:n].mean()
-        ax.set_title(f"L{pat['layer']} head {pat['head']}, {name}: entropy {float(ent):.2f}"
-                     + (f", TV to model {pat['tv_mean']:.2f}" if name == "pruned" else ""), fontsize=8)  # fmt: skip
-    fig = axes[0].figure
-    fig.tight_layout()
-    return fig
-
-
-def plot_logit_effects(effects: dict[str, dict[str, float]], title: str = "", ax=None):
-    """Grouped horizontal bars of mean direct logit effects, ``{group: {label: value}}`` (every group the same
-    labels), in the order given (top to bottom). Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    groups = list(effects)
-    labels = list(effects[groups[0]])
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 0.3 * len(labels) * max(1, len(groups)) / 1.5 + 1.0))
-    h = 0.8 / len(groups)
-    ys = torch.arange(len(labels), dtype=torch.float32).flip(0)
-    for i, gname in enumerate(groups):
-        ax.barh((ys + 0.4 - h * (i + 0.5)).tolist(), [effects[gname][k] for k in labels], height=h, label=gname)
-    ax.set_yticks(ys.tolist(), labels, fontsize=7)
-    ax.axvline(0, color="black", lw=0.6)
-    ax.set_title(title, fontsize=9)
-    ax.legend(frameon=False, fontsize=7)
-    ax.figure.tight_layout()
-    return ax.figure

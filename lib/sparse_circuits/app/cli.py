@@ -1,45 +1,72 @@
-"""Command line: ``sparse-circuits {train,sample,info,...}`` (also ``python -m sparse_circuits``)."""
+"""Command line: ``sparse-circuits {train,sample,info,evaluate,prune,sweep,export-html}`` (also
+``python -m sparse_circuits``).
+
+Every command is a thin wrapper: it parses options, calls the library function that does the work and prints
+the result. Options that set a config field (training, pruning) are generated from the config dataclass, so a
+default is written once, next to the field it belongs to.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import torch
 
+from ..circuits.ablation import ABLATIONS
+from ..circuits.circuit import Circuit
+from ..core.config import add_config_arguments, given_arguments
+from ..core.device import default_device
+from ..model.inference import load, model_info, sample
+from ..pruning.pruner import OBJECTIVES, PruneConfig, prune
+from ..pruning.sweep import SEARCH_SPACE, sweep
+from ..tasks import SPLITS, evaluate, get_task, task_names
+from ..training.trainer import RunConfig, TrainConfig, Trainer
+from ..viz.html import circuit_to_html
+
 
 def _device(name: str | None) -> torch.device:
-    from ..core.device import default_device
-
     return torch.device(name) if name else default_device()
 
 
-def cmd_train(args) -> int:
-    from ..training.trainer import RunConfig, Trainer
+def _print_result(res: dict, as_json: bool) -> None:
+    """One JSON line (``--json``), else the same object indented for reading."""
+    print(json.dumps(res) if as_json else json.dumps(res, indent=2))
 
+
+def _circuit_summary(circuit: Circuit, *meta: str) -> dict:
+    """Size and loss of a pruned circuit (and the named ``meta`` entries first), as the commands print them."""
+    return {
+        **{key: circuit.meta[key] for key in meta},
+        "nodes": circuit.n_nodes,
+        "edges": circuit.n_edges,
+        "loss": circuit.meta["loss"],
+        "reached_target": circuit.meta["reached_target"],
+    }
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def cmd_train(args) -> int:
     run = RunConfig.load(args.config)
-    if args.steps is not None:
-        run.train.steps = args.steps
+    run.train = dataclasses.replace(run.train, **given_arguments(args, TrainConfig))
     res = Trainer(run, args.out, _device(args.device)).run(progress=not args.quiet)
     print(json.dumps(res))
     return 0
 
 
 def cmd_sample(args) -> int:
-    from ..model.inference import load, sample
-
     model, tok, _ = load(args.model_dir, _device(args.device))
     for i in range(args.n):
-        text = sample(model, tok, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                      seed=args.seed + i)  # fmt: skip
-        print(text)
+        print(sample(model, tok, args.prompt, args.max_new_tokens, args.temperature, seed=args.seed + i))
     return 0
 
 
 def cmd_info(args) -> int:
-    from ..model.inference import model_info
-
     info = model_info(args.model_dir, val_batches=args.val_batches)
     if args.json:
         print(json.dumps(info))
@@ -49,16 +76,89 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    model, tok, _ = load(args.model_dir)
+    task = get_task(args.task)
+    res = {"task": task.name, "split": args.split, **evaluate(model, task.data(args.split, tok, args.n), task.loss)}
+    print(json.dumps(res) if args.json else "\n".join(f"{k:>15}: {v}" for k, v in res.items()))
+    return 0
+
+
+def cmd_prune(args) -> int:
+    model, tok, config = load(args.model_dir)
+    cfg = PruneConfig(**given_arguments(args, PruneConfig))
+    task = get_task(args.task)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    circuits = prune(model, tok, task, cfg, seeds=seeds, progress=not args.json, model_name=config.get("name"))
+    if args.out:
+        for c in circuits:
+            c.save(Path(args.out) / f"seed{c.meta['seed']}", model)
+    res = {
+        "task": task.name,
+        "ablation": cfg.ablation,
+        "frozen_ln": cfg.frozen_ln,
+        "total_nodes": circuits[0].total_nodes,
+        "target_loss": cfg.target_loss,
+        "seeds": [_circuit_summary(c, "seed") for c in circuits],
+    }
+    _print_result(res, args.json)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    model, tok, config = load(args.model_dir)
+    cfg = PruneConfig(**given_arguments(args, PruneConfig))
+    task = get_task(args.task)
+    name, quiet = config.get("name"), args.json
+    best = sweep(model, tok, task, cfg, args.trials, args.parallel, args.seed, model_name=name, progress=not quiet)
+    if args.out:
+        best.save(Path(args.out), model)
+    found = best.meta["sweep"]
+    res = {
+        "task": task.name,
+        "ablation": cfg.ablation,
+        "best_params": found["best_params"],
+        **_circuit_summary(best),
+        "n_trials": found["n_trials"],
+    }
+    _print_result(res, args.json)
+    return 0
+
+
+def cmd_export_html(args) -> int:
+    model, tok, _ = load(args.model)
+    circuit = Circuit.load(args.circuit_dir)
+    # the circuit's recorded ablation; mean values come from the model's own corpus (``load`` records it)
+    print(circuit_to_html(model, tok, circuit, args.out, split=args.split, n_prompts=args.n_prompts))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- parser
+
+
+def _add_prune_options(p: argparse.ArgumentParser, searched: tuple[str, ...] = ()) -> None:
+    """Options shared by ``prune`` and ``sweep``: the model, the task, and every PruneConfig field not searched."""
+    p.add_argument("model_dir")
+    p.add_argument("--task", required=True, help=f"one of {task_names()} or a YAML task spec")
+    choices = {name: {"choices": SPLITS} for name in ("train_split", "eval_split")}
+    choices.update(ablation={"choices": ABLATIONS}, objective={"choices": OBJECTIVES})
+    add_config_arguments(p, PruneConfig, exclude=searched, overrides=choices)
+    p.add_argument("--out", help="directory to save the circuit(s) in")
+    p.add_argument("--json", action="store_true", help="one JSON object, no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sparse-circuits", description=__doc__)
+    description = "Train weight-sparse transformers, prune them to task circuits, inspect them."
+    p = argparse.ArgumentParser(prog="sparse-circuits", description=description)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train (or resume) a model from a config file")
     t.add_argument("--config", required=True, help="run config (YAML or JSON), e.g. configs/sparse-d128.yaml")
     t.add_argument("--out", required=True, help="model directory to write (resumes if it holds a checkpoint)")
-    t.add_argument("--steps", type=int, help="override train.steps")
     t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    overrides = t.add_argument_group("overrides of the config file's train section")
+    add_config_arguments(overrides, TrainConfig, keep_unset=True)
     t.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("sample", help="sample continuations of a prompt")
@@ -77,19 +177,35 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--val-batches", type=int, default=8)
     i.set_defaults(fn=cmd_info)
 
-    for extra in _extra_commands():
-        extra(sub)
+    e = sub.add_parser("evaluate", help="accuracy, p_correct and loss of a model on a task split")
+    e.add_argument("model_dir")
+    e.add_argument("--task", required=True, help=f"one of {task_names()} or a YAML task spec")
+    e.add_argument("--split", default="test", choices=SPLITS)
+    e.add_argument("--n", type=int, default=None, help="number of prompts (default: the whole split pool)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=cmd_evaluate)
+
+    pr = sub.add_parser("prune", help="prune a model to task circuits (several seeds in one batched run)")
+    _add_prune_options(pr)
+    pr.add_argument("--seed", type=int, default=0, help="first seed")
+    pr.add_argument("--seeds", type=int, default=1, help="number of seeds, pruned together")
+    pr.set_defaults(fn=cmd_prune)
+
+    sw = sub.add_parser("sweep", help="Optuna search of pruning hyperparameters (objective: nodes at the target loss)")
+    _add_prune_options(sw, searched=tuple(SEARCH_SPACE))
+    sw.add_argument("--seed", type=int, default=0, help="seed of the sampler and of the runs' seeds")
+    sw.add_argument("--trials", type=int, default=32)
+    sw.add_argument("--parallel", type=int, default=8, help="trials evaluated together in one batched run")
+    sw.set_defaults(fn=cmd_sweep)
+
+    x = sub.add_parser("export-html", help="write a circuit's inspector as one self-contained HTML file")
+    x.add_argument("circuit_dir", help="directory written by circuit.save (circuit.json, circuit.safetensors)")
+    x.add_argument("--model", required=True, help="model directory the circuit was pruned from")
+    x.add_argument("--out", required=True, help="HTML file to write")
+    x.add_argument("--split", default="test", choices=SPLITS, help="task prompts to show")
+    x.add_argument("--n-prompts", type=int, default=8)
+    x.set_defaults(fn=cmd_export_html)
     return p
-
-
-def _extra_commands():
-    """Subcommands defined next to their logic register here."""
-    from .. import tasks
-    from ..pruning import pruner as prune
-    from ..pruning import sweep
-    from ..viz import inspector
-
-    return [tasks.add_cli, prune.add_cli, sweep.add_cli, inspector.add_cli]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"sparse-circuits {args.command}: error: {e}", file=sys.stderr)
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) would add quotes
+        print(f"sparse-circuits {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

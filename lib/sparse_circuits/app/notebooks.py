@@ -1,4 +1,4 @@
-"""Run every notebook as a papermill template: ``python -m sparse_circuits.notebooks {smoke,full} [NAME ...]``.
+"""Run every notebook as a papermill template: ``python -m sparse_circuits.app.notebooks {smoke,full} [NAME ...]``.
 
 - smoke: each notebook with ``profile="smoke"`` into runs/smoke/, then nbval (lax) re-executes the executed
   copies and compares the outputs of cells marked ``# NBVAL_CHECK_OUTPUT``. Used by ``make test``.
@@ -15,6 +15,7 @@ import sys
 import time
 
 from ..core.paths import NOTEBOOKS_DIR, RUNS_DIR, check_profile, results_dir
+from .report import update_readme
 
 KERNEL = "python3"
 
@@ -40,8 +41,14 @@ def execute(profile: str, names: list[str] | None = None) -> dict[str, float]:
     for nb in notebook_paths(names):
         print(f"[{profile}] {nb.name}", flush=True)
         t0 = time.perf_counter()
-        papermill.execute_notebook(str(nb), str(out_dir / nb.name), parameters={"profile": profile},
-                                   kernel_name=KERNEL, cwd=str(NOTEBOOKS_DIR), progress_bar=False)  # fmt: skip
+        papermill.execute_notebook(
+            str(nb),
+            str(out_dir / nb.name),
+            parameters={"profile": profile},
+            kernel_name=KERNEL,
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=False,
+        )
         timings[nb.stem] = round(time.perf_counter() - t0, 1)
         print(f"[{profile}] {nb.name}: {timings[nb.stem]} s", flush=True)
     return timings
@@ -52,14 +59,27 @@ def nbval(profile: str, names: list[str] | None = None) -> int:
     paths = [RUNS_DIR / profile / nb.name for nb in notebook_paths(names)]
     if not paths:
         return 0
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-           f"--nbval-kernel-name={KERNEL}", "--nbval-cell-timeout=900", *map(str, paths)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        f"--nbval-kernel-name={KERNEL}",
+        "--nbval-cell-timeout=900",
+        *map(str, paths),
+    ]
     return subprocess.call(cmd, cwd=str(NOTEBOOKS_DIR))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sparse_circuits.notebooks", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m sparse_circuits.app.notebooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("profile", choices=["smoke", "full"])
     p.add_argument("names", nargs="*", help="notebook names or numbers (default: all)")
     p.add_argument("--no-nbval", action="store_true", help="smoke: skip the nbval re-execution")
@@ -73,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(path.read_text()) if path.exists() else {}
         old.update(timings)
         path.write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
-        from .report import update_readme
-
         update_readme()
         return 0
     if args.no_nbval:

@@ -21,14 +21,18 @@ def _fmt(x, digits: int = 3) -> str:
 
 
 def model_table() -> list[str]:
-    rows = ["| model | d_model | L0 target | nonzero weights | held-out loss | training tokens |",
-            "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rows = [
+        "| model | d_model | L0 target | nonzero weights | held-out loss | training tokens |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for d in sorted(MODELS_DIR.glob("*/config.json")):
         c = json.loads(d.read_text())
         r = c.get("results", {})
-        rows.append(f"| `{c['name']}` | {c['model']['d_model']} | {c['train']['l0_target']} | "
-                    f"{r.get('n_nonzero_sparsified', '?'):,} ({_fmt(r.get('nonzero_fraction', float('nan')))}) | "
-                    f"{_fmt(r.get('val_loss', float('nan')))} | {r.get('train_tokens', 0):,} |")  # fmt: skip
+        rows.append(
+            f"| `{c['name']}` | {c['model']['d_model']} | {c['train']['l0_target']} | "
+            f"{r.get('n_nonzero_sparsified', '?'):,} ({_fmt(r.get('nonzero_fraction', float('nan')))}) | "
+            f"{_fmt(r.get('val_loss', float('nan')))} | {r.get('train_tokens', 0):,} |"
+        )
     return rows
 
 
@@ -51,8 +55,10 @@ def claims_table() -> list[str]:
             continue
         for c in json.loads(path.read_text()).get("claims", []):
             fig = f"[figure]({c['figure']})" if c.get("figure") else ""
-            rows.append(f"| {c.get('id', '')} | {c.get('claim', '')} | {c.get('ours', '')} | {c.get('paper', '')} | "
-                        f"{c.get('holds', '')} | {fig} |")  # fmt: skip
+            rows.append(
+                f"| {c.get('id', '')} | {c.get('claim', '')} | {c.get('ours', '')} | {c.get('paper', '')} | "
+                f"{c.get('holds', '')} | {fig} |"
+            )
     if not rows:
         return ["No notebook results yet: run `make figures`."]
     return ["| id | claim | ours | paper | holds here | figure |", "|---|---|---|---|---|---|", *rows]
@@ -63,13 +69,26 @@ def timings_table() -> list[str]:
     if not path.exists():
         return []
     t = json.loads(path.read_text())
-    return ["", "Notebook wall times at full scale (2 CPU cores): "
-            + ", ".join(f"`{k}` {v:.0f} s" for k, v in sorted(t.items())) + f"; total {sum(t.values()) / 60:.1f} min."]  # fmt: skip
+    return [
+        "",
+        "Notebook wall times at full scale (2 CPU cores): "
+        + ", ".join(f"`{k}` {v:.0f} s" for k, v in sorted(t.items()))
+        + f"; total {sum(t.values()) / 60:.1f} min.",
+    ]
 
 
 def results_markdown() -> str:
-    lines = ["### Shipped models", "", *model_table(), *samples_block(), "", "### Claims", "", *claims_table(),
-             *timings_table()]  # fmt: skip
+    lines = [
+        "### Shipped models",
+        "",
+        *model_table(),
+        *samples_block(),
+        "",
+        "### Claims",
+        "",
+        *claims_table(),
+        *timings_table(),
+    ]
     return "\n".join(lines)
 
 

@@ -1,75 +1,27 @@
 """Node masks applied through hook points (SPEC section 5): value = a + m * (x - a).
 
-A *node* is one scalar channel at one of the 8 sites of a layer (``NODE_SITES``); a layer has 11 * d_model
-of them. ``NodeLayout`` gives every node a flat index, so that a mask over all nodes is one tensor
-``[S, N]`` (S independent masks, e.g. seeds, sharing one forward pass: the batch is S blocks of B rows).
+A mask over all nodes (``layout.NodeLayout`` order) is one tensor ``[S, N]``: S independent masks, e.g. seeds,
+share one forward pass, the batch being S blocks of B rows.
 ``masked(...)`` runs the model with such masks, any ablation values, and optionally frozen norm scales.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 
-from ..model.gpt import NODE_SITES, SparseGPT
-
-NORM_SCALE_HOOKS = "*hook_scale"
-
-
-@dataclass(frozen=True)
-class SiteSlice:
-    layer: int
-    site: str
-    hook: str
-    start: int
-    width: int
-
-    @property
-    def stop(self) -> int:
-        return self.start + self.width
+from ..model.gpt import SparseGPT
+from ..model.names import NORM_SCALES
+from .layout import NodeLayout
 
 
-class NodeLayout:
-    """Flat indexing of every node of a model: layer-major, then NODE_SITES order, then channel."""
-
-    def __init__(self, model: SparseGPT) -> None:
-        self.slices: list[SiteSlice] = []
-        start = 0
-        for layer in range(model.cfg.n_layer):
-            hooks = model.node_hook_names(layer)
-            for site in NODE_SITES:
-                w = model.site_width(site)
-                self.slices.append(SiteSlice(layer, site, hooks[site], start, w))
-                start += w
-        self.n_nodes = start
-        self.n_head, self.d_head = model.cfg.n_head, model.cfg.d_head
-        self.by_key = {(s.layer, s.site): s for s in self.slices}
-
-    def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """[..., N] -> {hook name: [..., width]}."""
-        return {s.hook: flat[..., s.start : s.stop] for s in self.slices}
-
-    def sl(self, layer: int, site: str) -> slice:
-        s = self.by_key[(layer, site)]
-        return slice(s.start, s.stop)
-
-    def describe(self, index: int) -> tuple[int, str, int]:
-        """(layer, site, channel) of a flat node index."""
-        for s in self.slices:
-            if s.start <= index < s.stop:
-                return s.layer, s.site, index - s.start
-        raise IndexError(f"node index {index} out of range (model has {self.n_nodes} nodes)")
-
-    def label(self, index: int) -> str:
-        layer, site, ch = self.describe(index)
-        if site in ("q", "k", "v"):
-            return f"L{layer}.{site}.h{ch // self.d_head}.{ch % self.d_head}"
-        return f"L{layer}.{site}.{ch}"
-
-    def site_of_all(self) -> list[tuple[int, str]]:
-        return [(s.layer, s.site) for s in self.slices for _ in range(s.width)]
+def topk_masks(tau: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """[S, N] logits, [S] counts -> [S, N] 0/1 masks keeping each row's k highest logits (ties by index)."""
+    order = tau.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(tau.shape[1], device=tau.device).expand_as(order))
+    return (ranks < k[:, None].to(tau.device)).to(tau.dtype)
 
 
 def _blocked(x: torch.Tensor, n_masks: int) -> torch.Tensor:
@@ -120,7 +72,7 @@ def record_norm_scales(
 
     Pass the same ``at`` as the pruned forward pass will get, so the final norm's scales match its positions.
     """
-    _, cache = model.run_with_cache(tokens, names_filter=NORM_SCALE_HOOKS, at=at)
+    _, cache = model.run_with_cache(tokens, names_filter=NORM_SCALES, at=at)
     return cache
 
 
@@ -146,3 +98,17 @@ def masked(
         hooks += frozen_scale_hooks(norm_scales)
     with model.hooks([*hooks, *extra_hooks]):
         yield model
+
+
+@contextlib.contextmanager
+def weights_frozen(model: SparseGPT):
+    """Within the block no model parameter requires gradients (only masks are learned); on exit each parameter's
+    ``requires_grad`` is what it was before."""
+    before = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in before:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in before:
+            p.requires_grad_(flag)

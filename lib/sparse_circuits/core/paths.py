@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from .storage import write_json
+
 REPO_ROOT = Path(os.environ.get("SPARSE_CIRCUITS_ROOT", Path(__file__).resolve().parents[3]))
 MODELS_DIR = REPO_ROOT / "data" / "models"
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -54,8 +56,6 @@ def shipped_models() -> list[str]:
 
 def save_results(notebook: str, results: dict, profile: str = "full") -> Path:
     """Write a notebook's key numbers to <results dir>/<notebook>.json (sorted keys, no timestamps)."""
-    from .storage import write_json
-
     path = results_dir(profile) / f"{notebook}.json"
     write_json(path, json.loads(json.dumps(results, default=float)))
     return path

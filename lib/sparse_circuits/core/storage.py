@@ -111,5 +111,3 @@ def git_commit() -> str | None:
         return res.stdout.strip() or None if res.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
-
-

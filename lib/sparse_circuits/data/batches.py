@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import torch
 
 from ..core.seeds import derived_seed
-from .corpus import CorpusConfig, StoryGenerator, iter_texts
+from .generator import StoryGenerator
+from .sources import CorpusConfig, iter_texts
 from .tokenizer import EOS, encode_batch
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
+from .statistics import vocabulary
+
 EOS, UNK = "<eos>", "<unk>"
 SPECIAL_TOKENS = (EOS, UNK)
 
@@ -25,20 +27,24 @@ _NO_SPACE_AFTER = frozenset("('")
 
 def _normalizer() -> normalizers.Normalizer:
     # Typographic quotes, as in some real datasets, become the plain ones the vocabulary knows.
-    return normalizers.Sequence([
-        normalizers.NFKC(),
-        normalizers.Replace(Regex("[\u201c\u201d]"), '"'),
-        normalizers.Replace(Regex("[\u2018\u2019]"), "'"),
-        normalizers.Lowercase(),
-    ])  # fmt: skip
+    return normalizers.Sequence(
+        [
+            normalizers.NFKC(),
+            normalizers.Replace(Regex("[\u201c\u201d]"), '"'),
+            normalizers.Replace(Regex("[\u2018\u2019]"), "'"),
+            normalizers.Lowercase(),
+        ]
+    )
 
 
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     # Split on whitespace, then make every non-word character its own piece ("help?"" -> help ? ").
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.WhitespaceSplit(),
-        pre_tokenizers.Split(Regex(r"[^\w\s]"), behavior="isolated"),
-    ])  # fmt: skip
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split(Regex(r"[^\w\s]"), behavior="isolated"),
+        ]
+    )
 
 
 def _from_vocab(words: Iterable[str]) -> Tokenizer:
@@ -64,8 +70,6 @@ _NORM, _PRE = _normalizer(), _pre_tokenizer()
 def build_tokenizer(words: Iterable[str] | None = None) -> Tokenizer:
     """Tokenizer over ``words`` (default: the synthetic corpus's whole vocabulary), ids sorted by word."""
     if words is None:
-        from .corpus import vocabulary
-
         words = vocabulary()
     cleaned = set()
     for w in words:

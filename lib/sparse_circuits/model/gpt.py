@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.config import strict_from_dict
+from ..data.sources import CorpusConfig
 from .hooks import HookedModule, HookPoint
+from .names import node_hook_name
 
 # Node sites of one layer, in forward order (SPEC section 5): 11 * d_model scalar channels in all.
 NODE_SITES = ("attn_in", "q", "k", "v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out")
@@ -220,6 +222,9 @@ class SparseGPT(HookedModule):
         self.bigram = nn.Embedding(V, V) if cfg.bigram_table else None
         self.hook_embed = HookPoint()  # [B, T, D]
         self.hook_logits = HookPoint()  # [B, T, V]
+        # The corpus the model was trained on, when known (``inference.load`` records it): held-out text for
+        # ablation values and corpus statistics comes from it.
+        self.corpus: CorpusConfig | None = None
         self._init_weights()
         self.setup_hooks()
 
@@ -281,16 +286,7 @@ class SparseGPT(HookedModule):
 
     def node_hook_names(self, layer: int) -> dict[str, str]:
         """Hook name of each node site in one layer (q, k, v hooks are [B, T, H, E]; the rest [B, T, width])."""
-        return {
-            "attn_in": f"blocks.{layer}.hook_attn_in",
-            "q": f"blocks.{layer}.attn.hook_q",
-            "k": f"blocks.{layer}.attn.hook_k",
-            "v": f"blocks.{layer}.attn.hook_v",
-            "attn_out": f"blocks.{layer}.hook_attn_out",
-            "mlp_in": f"blocks.{layer}.hook_mlp_in",
-            "mlp_neuron": f"blocks.{layer}.mlp.hook_post",
-            "mlp_out": f"blocks.{layer}.hook_mlp_out",
-        }
+        return {site: node_hook_name(site, layer) for site in NODE_SITES}
 
     def site_width(self, site: str) -> int:
         return self.cfg.d_mlp if site == "mlp_neuron" else self.cfg.d_model

@@ -7,23 +7,33 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..core.config import strict_from_dict
 from ..core.storage import CheckpointError
 from ..data.batches import BatchStream
-from ..data.corpus import CorpusConfig
+from ..data.sources import CorpusConfig
 from ..data.tokenizer import EOS, decode, encode, load_tokenizer
 from . import checkpoint as ckpt
-from .gpt import SparseGPT
+from .gpt import NODE_SITES, SparseGPT
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu"):
-    """(model, tokenizer, config) from a model directory."""
+    """(model, tokenizer, config) from a model directory; ``model.corpus`` is the corpus it was trained on."""
     model, config = ckpt.load_model(model_dir, device)
     tok = load_tokenizer(Path(model_dir) / ckpt.TOKENIZER_FILE)
     if tok.get_vocab_size() != model.cfg.vocab_size:
         raise CheckpointError(
             f"{Path(model_dir) / ckpt.TOKENIZER_FILE} has {tok.get_vocab_size()} tokens, model expects {model.cfg.vocab_size}"
         )
+    model.corpus = strict_from_dict(CorpusConfig, config.get("corpus", {}), what="corpus config")
     return model, tok, config
+
+
+def model_corpus(model: SparseGPT, corpus: CorpusConfig | None = None) -> CorpusConfig:
+    """The corpus held-out text comes from: ``corpus`` if given, else the one the model was trained on
+    (``model.corpus``, recorded by ``load``), else the default (synthetic) corpus for a model built in memory."""
+    if corpus is not None:
+        return corpus
+    return model.corpus if model.corpus is not None else CorpusConfig()
 
 
 def lm_loss(model: SparseGPT, rows: torch.Tensor) -> torch.Tensor:
@@ -47,8 +57,15 @@ def prompt_ids(tok, text: str) -> list[int]:
 
 
 @torch.no_grad()
-def sample(model: SparseGPT, tok, prompt: str, max_new_tokens: int = 40, temperature: float = 0.8, seed: int = 0,
-           stop_at_eos: bool = True) -> str:  # fmt: skip
+def sample(
+    model: SparseGPT,
+    tok,
+    prompt: str,
+    max_new_tokens: int = 40,
+    temperature: float = 0.8,
+    seed: int = 0,
+    stop_at_eos: bool = True,
+) -> str:
     """Prompt plus a sampled continuation (greedy when temperature is 0)."""
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -74,7 +91,7 @@ def model_info(model_dir: str | Path, val_batches: int = 8, device: str | torch.
     model, tok, config = load(model_dir, device)
     weights = {n: w for n, (w, _) in model.sparsifiable_weights().items()}
     nz, total = nonzero_fraction(weights)
-    corpus = CorpusConfig(**config.get("corpus", {}))
+    corpus = model.corpus
     stream = BatchStream(corpus, tok, model.cfg.n_ctx, config.get("train", {}).get("batch_size", 32), "val")
     n_params = model.n_params
     dense_rest = n_params - total  # biases, norms, sinks, bigram: never sparsified
@@ -100,13 +117,12 @@ def model_info(model_dir: str | Path, val_batches: int = 8, device: str | torch.
 
 
 @torch.no_grad()
-def activation_density(model: SparseGPT, tok, corpus: CorpusConfig | None = None, n_batches: int = 2,
-                       batch_size: int = 16) -> dict[str, list[float]]:  # fmt: skip
+def activation_density(
+    model: SparseGPT, tok, corpus: CorpusConfig | None = None, n_batches: int = 2, batch_size: int = 16
+) -> dict[str, list[float]]:
     """Fraction of nonzero activations at each node site (per layer) on held-out corpus text."""
-    from .gpt import NODE_SITES
-
     device = next(model.parameters()).device
-    stream = BatchStream(corpus or CorpusConfig(), tok, model.cfg.n_ctx, batch_size, "val")
+    stream = BatchStream(model_corpus(model, corpus), tok, model.cfg.n_ctx, batch_size, "val")
     hooks = {
         (layer, site): name for layer in range(model.cfg.n_layer) for site, name in model.node_hook_names(layer).items()
     }

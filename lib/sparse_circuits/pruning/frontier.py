@@ -20,16 +20,34 @@ def count_grid(n_nodes: int, points: int = 16) -> torch.Tensor:
     return torch.logspace(0, math.log10(n_nodes), points).round().long().unique()
 
 
-def pareto_sweep(model, tokenizer, task, ablation: str, k_coefs: list[float], n_seeds: int = 2,
-                 grid_points: int = 16, progress: bool = False, model_name: str | None = None,
-                 **prune_kw) -> dict:  # fmt: skip
+def pareto_sweep(
+    model,
+    tokenizer,
+    task,
+    ablation: str,
+    k_coefs: list[float],
+    n_seeds: int = 2,
+    grid_points: int = 16,
+    progress: bool = False,
+    model_name: str | None = None,
+    **prune_kw,
+) -> dict:
     """Prune for every (k_coef, seed) at once; returns the runs' circuits, loss curves and the frontier."""
     cfg = PruneConfig(ablation=ablation, **prune_kw)
     pruner = Pruner(model, tokenizer, task, cfg)
     k_list = [k for k in k_coefs for _ in range(n_seeds)]
     seeds = [s for _ in k_coefs for s in range(n_seeds)]
-    circuits = prune(model, tokenizer, task, cfg, seeds=seeds, k_coefs=k_list, pruner=pruner, progress=progress,
-                     model_name=model_name)  # fmt: skip
+    circuits = prune(
+        model,
+        tokenizer,
+        task,
+        cfg,
+        seeds=seeds,
+        k_coefs=k_list,
+        pruner=pruner,
+        progress=progress,
+        model_name=model_name,
+    )
     grid = count_grid(pruner.n_nodes, grid_points)
     taus = torch.stack([c.tau for c in circuits]).to(pruner.device)
     S, G = len(circuits), len(grid)
@@ -37,25 +55,38 @@ def pareto_sweep(model, tokenizer, task, ablation: str, k_coefs: list[float], n_
     reached = [c for c in circuits if c.meta["reached_target"]]
     best = min(reached, key=lambda c: c.n_nodes) if reached else None
     return {
-        "task": task.name, "ablation": ablation, "total_nodes": pruner.n_nodes, "target_loss": cfg.target_loss,
-        "k_coefs": k_list, "seeds": seeds, "grid": grid.tolist(), "curves": curves.tolist(),
-        "frontier": curves.min(0).values.tolist(), "nodes": [c.n_nodes for c in circuits],
-        "edges": [c.n_edges for c in circuits], "reached": [c.meta["reached_target"] for c in circuits],
-        "best_nodes": best.n_nodes if best else None, "best_edges": best.n_edges if best else None,
-        "circuits": circuits, "pruner": pruner, "best": best,
-    }  # fmt: skip
+        "task": task.name,
+        "ablation": ablation,
+        "total_nodes": pruner.n_nodes,
+        "target_loss": cfg.target_loss,
+        "k_coefs": k_list,
+        "seeds": seeds,
+        "grid": grid.tolist(),
+        "curves": curves.tolist(),
+        "frontier": curves.min(0).values.tolist(),
+        "nodes": [c.n_nodes for c in circuits],
+        "edges": [c.n_edges for c in circuits],
+        "reached": [c.meta["reached_target"] for c in circuits],
+        "best_nodes": best.n_nodes if best else None,
+        "best_edges": best.n_edges if best else None,
+        "circuits": circuits,
+        "pruner": pruner,
+        "best": best,
+    }
 
 
 @torch.no_grad()
 def necessity_sufficiency(pruner: Pruner, circuit: Circuit, split: str = "test", n: int = 256) -> dict:
     """Task loss with: every node (the model), only the circuit (complement ablated: sufficiency), everything
     but the circuit (circuit ablated: necessity), and nothing (all ablated), on held-out prompts."""
-    data = pruner.task.data(split, pruner.tok, n).to(pruner.device)
-    keep = circuit.nodes.to(pruner.device, torch.float32)[None]
-    masks = {"model": torch.ones_like(keep), "circuit_only": keep, "circuit_ablated": 1 - keep,
-             "all_ablated": torch.zeros_like(keep)}  # fmt: skip
-    out = {}
-    for name, m in masks.items():
-        abl = pruner.ablation_values([0], data, -1)
-        out[name] = float(pruner.losses(m, data, abl)[0])
-    return out
+    data = pruner.task.data(split, pruner.tok, n)
+    keep = circuit.nodes.float()
+    masks = {
+        "model": torch.ones_like(keep),
+        "circuit_only": keep,
+        "circuit_ablated": 1 - keep,
+        "all_ablated": torch.zeros_like(keep),
+    }
+    # one mask per pass, each with the resample values of seed 0
+    losses = pruner.evaluator.run(torch.stack(list(masks.values())), data, seeds=[0] * len(masks), chunk=1, mean=True)
+    return {name: float(loss) for name, loss in zip(masks, losses)}

@@ -15,13 +15,16 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..circuits.ablation import Resampler, check_ablation, node_means
-from ..circuits.masking import NodeLayout, masked, record_norm_scales
+from ..circuits.ablation import Ablation, Resampler, check_ablation
+from ..circuits.circuit import Circuit
+from ..circuits.evaluate import MaskEvaluator
+from ..circuits.layout import NodeLayout
+from ..circuits.masking import topk_masks, weights_frozen
 from ..core.config import strict_from_dict
 from ..core.seeds import derived_seed
-from ..data.corpus import CorpusConfig
+from ..data.sources import CorpusConfig
 from ..model.gpt import SparseGPT
-from ..tasks import SPLITS, Task, TaskData, filter_prompts, per_example_loss, run_answer_logits
+from ..tasks import SPLITS, Task, TaskData, filter_prompts
 
 
 @dataclass
@@ -100,26 +103,22 @@ def ste_mask(tau: torch.Tensor, temperature: float) -> torch.Tensor:
     return (tau > 0).to(tau.dtype) + soft - soft.detach()
 
 
-def topk_masks(tau: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """[S, N] logits, [S] counts -> [S, N] 0/1 masks keeping each row's k highest logits (ties by index)."""
-    order = tau.argsort(dim=1, descending=True, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(tau.shape[1], device=tau.device).expand_as(order))
-    return (ranks < k[:, None].to(tau.device)).to(tau.dtype)
-
-
 class Pruner:
     """Everything pruning needs for one (model, task, ablation): layout, ablation values, evaluation prompts."""
 
-    def __init__(self, model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig,
-                 corpus: CorpusConfig | None = None, means: dict | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: SparseGPT,
+        tokenizer,
+        task: Task,
+        cfg: PruneConfig,
+        corpus: CorpusConfig | None = None,
+        means: dict | None = None,
+    ) -> None:
         """``means``: node means of this model from an earlier Pruner (mean ablation), to skip recomputing them."""
         self.model, self.tok, self.task, self.cfg = model, tokenizer, task, cfg
         self.device = next(model.parameters()).device
-        for p in model.parameters():
-            p.requires_grad_(False)
         self.layout = NodeLayout(model)
-        self.corpus = corpus or CorpusConfig()
         self.pool = task.data(cfg.train_split, tokenizer).to(self.device)
         self.kept_fraction = 1.0
         if cfg.filter_prompts:
@@ -127,24 +126,26 @@ class Pruner:
             if len(self.pool) == 0:
                 raise ValueError(f"no {task.name} train prompts pass the filter: the model does not know the task")
         self.eval_data = task.data(cfg.eval_split, tokenizer, cfg.eval_n).to(self.device)
-        if cfg.ablation != "mean":
-            self.means = None
-        else:
-            self.means = means if means is not None else node_means(model, self.layout, tokenizer, self.corpus)
-        self.resampler = Resampler(model, self.layout, tokenizer, self.corpus) if cfg.ablation == "resample" else None
+        self.ablation = Ablation(model, self.layout, tokenizer, cfg.ablation, corpus, means)
+        self.evaluator = MaskEvaluator(model, self.layout, task.loss, self.ablation, cfg.frozen_ln)
 
     @property
     def n_nodes(self) -> int:
         return self.layout.n_nodes
 
+    @property
+    def means(self) -> dict | None:
+        """Node means of the model (mean ablation), else None."""
+        return self.ablation.means
+
+    @property
+    def resampler(self) -> Resampler | None:
+        return self.ablation.resampler
+
     # ---- ablation values and batches ---------------------------------------------------------------
     def ablation_values(self, seeds: list[int], data: TaskData, step: int):
         """Values for ablated nodes on ``data`` (S blocks of prompts), shaped for the answer-position forward."""
-        if self.cfg.ablation == "mean":
-            return self.means
-        if self.cfg.ablation == "resample":
-            return self.resampler.values(seeds, len(data) // len(seeds), data.tokens.shape[1], step, at=data.last)
-        return None
+        return self.ablation.values(seeds, data, step)
 
     def batch(self, seeds: list[int], step: int) -> TaskData:
         """S blocks of batch_size prompts from the train pool; block s depends only on (seeds[s], step)."""
@@ -154,14 +155,10 @@ class Pruner:
             idx.append(torch.randint(len(self.pool), (self.cfg.batch_size,), generator=g))
         return self.pool.index(torch.cat(idx).to(self.pool.tokens.device))
 
-    def losses(self, mask: torch.Tensor, data: TaskData, ablation, seeds_for_scales=None) -> torch.Tensor:
-        """[S] mean task loss of each mask on its own block of ``data`` (S blocks of equal size)."""
-        S = mask.shape[0]
-        scales = record_norm_scales(self.model, data.tokens, data.last) if self.cfg.frozen_ln else None
-        with masked(self.model, self.layout, mask, ablation, scales):
-            logits = run_answer_logits(self.model, data)
-        per = per_example_loss(logits, data, self.task.loss)
-        return per.view(S, -1).mean(1)
+    def losses(self, mask: torch.Tensor, data: TaskData, ablation) -> torch.Tensor:
+        """[S] mean task loss of each mask [S, N] on its own block of ``data`` (S blocks of equal size), with
+        ``ablation`` values for that batch (``ablation_values``); differentiable in the mask."""
+        return self.evaluator.run(mask, data, shared=False, values=ablation, mean=True)
 
     # ---- training -------------------------------------------------------------------------------------
     def init_tau(self, seeds: list[int]) -> torch.Tensor:
@@ -172,9 +169,12 @@ class Pruner:
         return torch.stack(rows).to(self.device)
 
     def train_masks(
-        self, seeds: list[int], k_coefs: list[float] | None = None, lrs: list[float] | None = None,
+        self,
+        seeds: list[int],
+        k_coefs: list[float] | None = None,
+        lrs: list[float] | None = None,
         progress: bool = True,
-    ) -> tuple[torch.Tensor, list[dict]]:  # fmt: skip
+    ) -> tuple[torch.Tensor, list[dict]]:
         """Learn mask logits for len(seeds) runs at once; returns tau [S, N] and a per-step history.
 
         Run s has its own seed, penalty k_coefs[s] and learning rate lrs[s] (one AdamW parameter group per
@@ -189,45 +189,69 @@ class Pruner:
         k_coef = torch.tensor(k_coefs, device=self.device)
         init = self.init_tau(seeds)
         taus = [torch.nn.Parameter(init[s].clone()) for s in range(S)]
-        opt = torch.optim.AdamW([{"params": [t], "lr": lr} for t, lr in zip(taus, lrs)], betas=(c.beta1, c.beta2),
-                                weight_decay=c.weight_decay)  # fmt: skip
+        opt = torch.optim.AdamW(
+            [{"params": [t], "lr": lr} for t, lr in zip(taus, lrs)],
+            betas=(c.beta1, c.beta2),
+            weight_decay=c.weight_decay,
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1.0 - i / c.steps))
         history = []
         z_adv = None
         if c.objective == "adversarial":  # the adversary's starting pattern, per run from its own seed
-            z_adv = torch.stack([torch.rand(self.n_nodes, generator=torch.Generator().manual_seed(
-                derived_seed("adversary", s) % 2**63)) for s in seeds]).to(self.device)  # fmt: skip
+            z_adv = torch.stack(
+                [
+                    torch.rand(
+                        self.n_nodes, generator=torch.Generator().manual_seed(derived_seed("adversary", s) % 2**63)
+                    )
+                    for s in seeds
+                ]
+            ).to(self.device)
         B = c.batch_size
-        for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
-            data = self.batch(seeds, step)
-            losses, kepts = [], []
-            for lo in range(0, S, c.seed_chunk):  # chunks of runs; gradients accumulate
-                hi = min(S, lo + c.seed_chunk)
-                part = data.index(range(lo * B, hi * B))
-                abl = self.ablation_values(seeds[lo:hi], part, step)
-                m = ste_mask(torch.stack(taus[lo:hi]), c.temperature)
-                if c.objective == "stochastic":
-                    z = torch.stack([torch.rand(self.n_nodes, generator=torch.Generator().manual_seed(
-                        derived_seed("stochastic", s, step) % 2**63)) for s in seeds[lo:hi]]).to(self.device)  # fmt: skip
-                    m = m + (1 - m) * z  # kept nodes stay whole; the rest are only partly ablated
-                elif c.objective == "adversarial":
-                    z_adv[lo:hi] = self.adversary(m.detach(), z_adv[lo:hi], part, abl)
-                    m = m + (1 - m) * z_adv[lo:hi]
-                task_loss = self.losses(m, part, abl)
-                kept = m.sum(1)
-                (task_loss + k_coef[lo:hi] * kept).sum().backward()
-                losses.append(task_loss.detach())
-                kepts.append(kept.detach())
-            task_loss, kept = torch.cat(losses), torch.cat(kepts)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for t in taus:
-                    t.clamp_(-1.0, 1.0)
-            if step % 50 == 0 or step == c.steps - 1:
-                history.append({"step": step, "task_loss": task_loss.detach().cpu().tolist(),
-                                "kept": kept.detach().cpu().tolist()})  # fmt: skip
+        with weights_frozen(self.model):  # only the mask logits learn
+            for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
+                data = self.batch(seeds, step)
+                losses, kepts = [], []
+                for lo in range(0, S, c.seed_chunk):  # chunks of runs; gradients accumulate
+                    hi = min(S, lo + c.seed_chunk)
+                    part = data.index(range(lo * B, hi * B))
+                    abl = self.ablation_values(seeds[lo:hi], part, step)
+                    m = ste_mask(torch.stack(taus[lo:hi]), c.temperature)
+                    if c.objective == "stochastic":
+                        z = torch.stack(
+                            [
+                                torch.rand(
+                                    self.n_nodes,
+                                    generator=torch.Generator().manual_seed(
+                                        derived_seed("stochastic", s, step) % 2**63
+                                    ),
+                                )
+                                for s in seeds[lo:hi]
+                            ]
+                        ).to(self.device)
+                        m = m + (1 - m) * z  # kept nodes stay whole; the rest are only partly ablated
+                    elif c.objective == "adversarial":
+                        z_adv[lo:hi] = self.adversary(m.detach(), z_adv[lo:hi], part, abl)
+                        m = m + (1 - m) * z_adv[lo:hi]
+                    task_loss = self.losses(m, part, abl)
+                    kept = m.sum(1)
+                    (task_loss + k_coef[lo:hi] * kept).sum().backward()
+                    losses.append(task_loss.detach())
+                    kepts.append(kept.detach())
+                task_loss, kept = torch.cat(losses), torch.cat(kepts)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    for t in taus:
+                        t.clamp_(-1.0, 1.0)
+                if step % 50 == 0 or step == c.steps - 1:
+                    history.append(
+                        {
+                            "step": step,
+                            "task_loss": task_loss.detach().cpu().tolist(),
+                            "kept": kept.detach().cpu().tolist(),
+                        }
+                    )
         return torch.stack([t.detach() for t in taus]), history
 
     def adversary(self, m: torch.Tensor, z: torch.Tensor, data: TaskData, abl) -> torch.Tensor:
@@ -242,17 +266,16 @@ class Pruner:
 
     # ---- discretization -------------------------------------------------------------------------------
     @torch.no_grad()
-    def loss_at_counts(self, tau: torch.Tensor, counts: torch.Tensor, data: TaskData | None = None,
-                       chunk: int = 32) -> torch.Tensor:  # fmt: skip
+    def loss_at_counts(
+        self, tau: torch.Tensor, counts: torch.Tensor, data: TaskData | None = None, chunk: int = 32
+    ) -> torch.Tensor:
         """[M] task loss on fixed prompts when each tau row keeps its top counts[m] nodes (rows paired with counts)."""
         data = data or self.eval_data
         out = []
         for s in range(0, len(counts), chunk):
             t, k = tau[s : s + chunk], counts[s : s + chunk]
-            M = len(k)
-            rep = TaskData.cat([data] * M)
-            abl = self.ablation_values([derived_seed("eval", i) for i in range(M)], rep, -1)
-            out.append(self.losses(topk_masks(t, k), rep, abl).cpu())
+            seeds = [derived_seed("eval", i) for i in range(len(k))]  # resample values per row of the chunk
+            out.append(self.evaluator.run(topk_masks(t, k), data, seeds=seeds, mean=True).cpu())
         return torch.cat(out)
 
     @torch.no_grad()
@@ -268,8 +291,9 @@ class Pruner:
         """
         S, N, G = tau.shape[0], self.n_nodes, self.cfg.search_points
         target = self.cfg.target_loss
-        grid = torch.cat([torch.logspace(0, torch.log10(torch.tensor(float(N))), 2 * G).round().long(),
-                          torch.tensor([N])]).unique()  # fmt: skip
+        grid = torch.cat(
+            [torch.logspace(0, torch.log10(torch.tensor(float(N))), 2 * G).round().long(), torch.tensor([N])]
+        ).unique()
         trained = (tau > 0).sum(1).clamp(1, N).cpu()
         extra = (lambda s: trained[s : s + 1]) if self.cfg.search_trained_count else (lambda s: grid[:0])
         cands = [torch.cat([grid, extra(s)]).unique() for s in range(S)]  # sorted, per run
@@ -306,19 +330,31 @@ class Pruner:
                         lo[s] = k_s[f - 1]
                 else:
                     lo[s] = k_s[-1]
-        return {"n_nodes": hi.tolist(), "loss": loss_hi.tolist(), "reached_target": reached.tolist(),
-                "full_loss": full_loss.tolist()}  # fmt: skip
+        return {
+            "n_nodes": hi.tolist(),
+            "loss": loss_hi.tolist(),
+            "reached_target": reached.tolist(),
+            "full_loss": full_loss.tolist(),
+        }
 
 
-def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list[int] | int = 1,
-          k_coefs: list[float] | None = None, lrs: list[float] | None = None, corpus: CorpusConfig | None = None,
-          progress: bool = True, model_name: str | None = None, pruner: Pruner | None = None) -> list:  # fmt: skip
+def prune(
+    model: SparseGPT,
+    tokenizer,
+    task: Task,
+    cfg: PruneConfig,
+    seeds: list[int] | int = 1,
+    k_coefs: list[float] | None = None,
+    lrs: list[float] | None = None,
+    corpus: CorpusConfig | None = None,
+    progress: bool = True,
+    model_name: str | None = None,
+    pruner: Pruner | None = None,
+) -> list:
     """Prune ``model`` on ``task`` for several seeds (and optionally k_coef values) in one batched run.
 
     Returns one Circuit per run, with nodes, edges, mask logits and all metadata.
     """
-    from ..circuits.circuit import Circuit
-
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise ValueError("need at least one seed")
@@ -333,64 +369,26 @@ def prune(model: SparseGPT, tokenizer, task: Task, cfg: PruneConfig, seeds: list
         k = disc["n_nodes"][i]
         nodes = topk_masks(tau[i : i + 1], torch.tensor([k]))[0].bool().cpu()
         meta = {
-            "model": model_name, "task": task.name, "task_loss_kind": task.loss, "ablation": cfg.ablation,
-            "frozen_ln": cfg.frozen_ln, "seed": seed, "k_coef": (k_coefs[i] if k_coefs else cfg.k_coef), "lr": (lrs[i] if lrs else cfg.lr),
-            "prune_config": cfg.to_dict(), "loss": disc["loss"][i], "full_model_loss": disc["full_loss"][i],
-            "reached_target": disc["reached_target"][i], "target_loss": cfg.target_loss,
-            "n_seeds_in_run": len(seeds), "train_prompts": len(pruner.pool), "filter_kept_fraction": pruner.kept_fraction, "train_seconds": t1 - t0, "discretize_seconds": t2 - t1,
-            "final_train_loss": history[-1]["task_loss"][i], "final_kept_during_training": history[-1]["kept"][i],
-        }  # fmt: skip
+            "model": model_name,
+            "task": task.name,
+            "task_loss_kind": task.loss,
+            "ablation": cfg.ablation,
+            "frozen_ln": cfg.frozen_ln,
+            "seed": seed,
+            "k_coef": (k_coefs[i] if k_coefs else cfg.k_coef),
+            "lr": (lrs[i] if lrs else cfg.lr),
+            "prune_config": cfg.to_dict(),
+            "loss": disc["loss"][i],
+            "full_model_loss": disc["full_loss"][i],
+            "reached_target": disc["reached_target"][i],
+            "target_loss": cfg.target_loss,
+            "n_seeds_in_run": len(seeds),
+            "train_prompts": len(pruner.pool),
+            "filter_kept_fraction": pruner.kept_fraction,
+            "train_seconds": t1 - t0,
+            "discretize_seconds": t2 - t1,
+            "final_train_loss": history[-1]["task_loss"][i],
+            "final_kept_during_training": history[-1]["kept"][i],
+        }
         circuits.append(Circuit(nodes=nodes, tau=tau[i].cpu(), meta=meta).with_edges(model))
     return circuits
-
-
-# -------------------------------------------------------------------------------------------- CLI
-
-
-def cmd_prune(args) -> int:
-    import json
-    from pathlib import Path
-
-    from ..model.inference import load
-    from ..tasks import get_task
-
-    model, tok, config = load(args.model_dir)
-    cfg = PruneConfig(ablation=args.ablation, frozen_ln=args.frozen_ln, steps=args.steps, batch_size=args.batch_size,
-                      k_coef=args.k_coef, lr=args.lr, target_loss=args.target_loss)  # fmt: skip
-    task = get_task(args.task)
-    circuits = prune(model, tok, task, cfg, seeds=list(range(args.seed, args.seed + args.seeds)),
-                     progress=not args.json, model_name=config.get("name"))  # fmt: skip
-    if args.out:
-        for c in circuits:
-            c.save(Path(args.out) / f"seed{c.meta['seed']}", model)
-    res = {
-        "task": task.name, "ablation": cfg.ablation, "frozen_ln": cfg.frozen_ln,
-        "total_nodes": circuits[0].total_nodes, "target_loss": cfg.target_loss,
-        "seeds": [{"seed": c.meta["seed"], "nodes": c.n_nodes, "edges": c.n_edges, "loss": c.meta["loss"],
-                   "reached_target": c.meta["reached_target"]} for c in circuits],
-    }  # fmt: skip
-    print(json.dumps(res) if args.json else json.dumps(res, indent=2))
-    return 0
-
-
-def add_prune_arguments(p) -> None:
-    """Arguments shared by ``prune`` and ``sweep``."""
-    p.add_argument("model_dir")
-    p.add_argument("--task", required=True)
-    p.add_argument("--ablation", required=True, choices=["zero", "mean", "resample"])
-    p.add_argument("--frozen-ln", action="store_true", help="freeze norm scales at the unpruned model's")
-    p.add_argument("--steps", type=int, default=PruneConfig.steps)
-    p.add_argument("--batch-size", type=int, default=PruneConfig.batch_size)
-    p.add_argument("--target-loss", type=float, default=PruneConfig.target_loss)
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--out", help="directory to save the circuit(s) in")
-    p.add_argument("--json", action="store_true", help="one JSON object, no progress bar")
-
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("prune", help="prune a model to task circuits (several seeds in one batched run)")
-    add_prune_arguments(p)
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds, pruned together")
-    p.add_argument("--k-coef", type=float, default=PruneConfig.k_coef)
-    p.add_argument("--lr", type=float, default=PruneConfig.lr)
-    p.set_defaults(fn=cmd_prune)

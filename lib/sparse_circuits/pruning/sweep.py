@@ -8,7 +8,6 @@ batched pruning run (each trial its own mask row, k_coef and learning rate), the
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from .pruner import PruneConfig, Pruner, prune
 
@@ -21,8 +20,18 @@ def objective_value(circuit) -> float:
     return float(circuit.total_nodes) * (1.0 + float(circuit.meta["loss"]))
 
 
-def sweep(model, tokenizer, task, cfg: PruneConfig, n_trials: int = 32, parallel: int = 8, seed: int = 0,
-          search_space: dict | None = None, model_name: str | None = None, progress: bool = True):  # fmt: skip
+def sweep(
+    model,
+    tokenizer,
+    task,
+    cfg: PruneConfig,
+    n_trials: int = 32,
+    parallel: int = 8,
+    seed: int = 0,
+    search_space: dict | None = None,
+    model_name: str | None = None,
+    progress: bool = True,
+):
     """Run the search; returns the best circuit, with every trial recorded in its ``meta["sweep"]``."""
     import optuna
 
@@ -41,48 +50,42 @@ def sweep(model, tokenizer, task, cfg: PruneConfig, n_trials: int = 32, parallel
         k = [t.suggest_float("k_coef", *space["k_coef"], log=True) for t in trials]
         lr = [t.suggest_float("lr", *space["lr"], log=True) for t in trials]
         seeds = [seed * 100_000 + t.number for t in trials]
-        circuits = prune(model, tokenizer, task, cfg, seeds=seeds, k_coefs=k, lrs=lr, progress=progress,
-                         model_name=model_name, pruner=pruner)  # fmt: skip
+        circuits = prune(
+            model,
+            tokenizer,
+            task,
+            cfg,
+            seeds=seeds,
+            k_coefs=k,
+            lrs=lr,
+            progress=progress,
+            model_name=model_name,
+            pruner=pruner,
+        )
         for t, c in zip(trials, circuits):
             value = objective_value(c)
             study.tell(t, value)
-            records.append({"trial": t.number, "k_coef": c.meta["k_coef"], "lr": c.meta["lr"], "seed": c.meta["seed"],
-                            "nodes": c.n_nodes, "loss": c.meta["loss"], "reached_target": c.meta["reached_target"],
-                            "objective": value})  # fmt: skip
+            records.append(
+                {
+                    "trial": t.number,
+                    "k_coef": c.meta["k_coef"],
+                    "lr": c.meta["lr"],
+                    "seed": c.meta["seed"],
+                    "nodes": c.n_nodes,
+                    "loss": c.meta["loss"],
+                    "reached_target": c.meta["reached_target"],
+                    "objective": value,
+                }
+            )
             if best is None or value < objective_value(best):
                 best = c
-    best.meta["sweep"] = {"sampler": "optuna.TPESampler", "seed": seed, "n_trials": len(records),
-                          "search_space": {k: list(v) for k, v in space.items()}, "best_params": study.best_params,
-                          "best_value": study.best_value, "trials": records}  # fmt: skip
+    best.meta["sweep"] = {
+        "sampler": "optuna.TPESampler",
+        "seed": seed,
+        "n_trials": len(records),
+        "search_space": {k: list(v) for k, v in space.items()},
+        "best_params": study.best_params,
+        "best_value": study.best_value,
+        "trials": records,
+    }
     return best
-
-
-def cmd_sweep(args) -> int:
-    import json
-
-    from ..model.inference import load
-    from ..tasks import get_task
-
-    model, tok, config = load(args.model_dir)
-    cfg = PruneConfig(ablation=args.ablation, frozen_ln=args.frozen_ln, steps=args.steps,
-                      batch_size=args.batch_size, target_loss=args.target_loss)  # fmt: skip
-    best = sweep(model, tok, get_task(args.task), cfg, n_trials=args.trials, parallel=args.parallel, seed=args.seed,
-                 model_name=config.get("name"), progress=not args.json)  # fmt: skip
-    if args.out:
-        best.save(Path(args.out), model)
-    s = best.meta["sweep"]
-    res = {"task": best.meta["task"], "ablation": args.ablation, "best_params": s["best_params"],
-           "nodes": best.n_nodes, "edges": best.n_edges, "loss": best.meta["loss"],
-           "reached_target": best.meta["reached_target"], "n_trials": s["n_trials"]}  # fmt: skip
-    print(json.dumps(res) if args.json else json.dumps(res, indent=2))
-    return 0
-
-
-def add_cli(sub) -> None:
-    from .pruner import add_prune_arguments
-
-    p = sub.add_parser("sweep", help="Optuna search of pruning hyperparameters (objective: nodes at the target loss)")
-    add_prune_arguments(p)
-    p.add_argument("--trials", type=int, default=32)
-    p.add_argument("--parallel", type=int, default=8, help="trials evaluated together in one batched run")
-    p.set_defaults(fn=cmd_sweep)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..core import storage
+from ..core.config import strict_from_dict
 from ..core.device import default_device
 from ..data.batches import BatchStream
-from ..data.corpus import CorpusConfig
+from ..data.sources import CorpusConfig, iter_texts
 from ..data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from ..model import checkpoint as ckpt
 from ..model.gpt import ModelConfig, SparseGPT
@@ -90,20 +92,15 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
 
+    def __post_init__(self) -> None:
+        self.model = dict(self.model)
+        if "vocab_size" in self.model:
+            raise ValueError("model.vocab_size comes from the tokenizer; remove it from the config")
+
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown top-level config fields {unknown}; allowed: name, model, train, corpus")
-        if "name" not in d or "model" not in d:
-            raise ValueError("a run config needs 'name' and 'model'")
-        for section, klass in (("train", TrainConfig), ("corpus", CorpusConfig)):
-            bad = sorted(set(d.get(section, {})) - {f.name for f in fields(klass)})
-            if bad:
-                raise ValueError(f"unknown {section} config fields {bad}")
-        if "vocab_size" in d["model"]:
-            raise ValueError("model.vocab_size comes from the tokenizer; remove it from the config")
-        return cls(d["name"], dict(d["model"]), TrainConfig(**d.get("train", {})), CorpusConfig(**d.get("corpus", {})))
+        """A run from its dict form (a config file); an unknown field in any section is an error naming it."""
+        return strict_from_dict(cls, d, what="run config")
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -135,10 +132,6 @@ def make_tokenizer(corpus: CorpusConfig, n_texts: int = 20000):
     """The synthetic corpus's tokenizer covers its whole vocabulary; a real corpus's is trained on its first texts."""
     if corpus.source == "synthetic":
         return build_tokenizer()
-    from itertools import islice
-
-    from ..data.corpus import iter_texts
-
     return train_tokenizer(islice(iter_texts(corpus, "train"), n_texts))
 
 
@@ -161,9 +154,12 @@ class Trainer:
         self.model = SparseGPT(mcfg).to(self.device)
         self.sparse = self.model.sparsifiable_weights()
         self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2),
-            eps=self.cfg.eps, weight_decay=self.cfg.weight_decay,
-        )  # fmt: skip
+            self.model.parameters(),
+            lr=self.cfg.lr,
+            betas=(self.cfg.beta1, self.cfg.beta2),
+            eps=self.cfg.eps,
+            weight_decay=self.cfg.weight_decay,
+        )
         self.train_stream = BatchStream(run.corpus, self.tokenizer, mcfg.n_ctx, self.cfg.batch_size, "train")
         self.val_stream = BatchStream(run.corpus, self.tokenizer, mcfg.n_ctx, self.cfg.batch_size, "val")
         self.step = 0
@@ -289,9 +285,12 @@ class Trainer:
         nz, total = nonzero_fraction(weights)
         config = self.run_cfg.to_dict()
         config["results"] = {
-            "train_tokens": self.tokens, "val_loss": val, "n_nonzero_sparsified": nz,
-            "nonzero_fraction": nz / total, "steps": self.step,
-        }  # fmt: skip
+            "train_tokens": self.tokens,
+            "val_loss": val,
+            "n_nonzero_sparsified": nz,
+            "nonzero_fraction": nz / total,
+            "steps": self.step,
+        }
         ckpt.save_model(self.model.cpu(), self.out, config)
         self.model.to(self.device)
         shutil.rmtree(self.out / self.CKPT, ignore_errors=True)

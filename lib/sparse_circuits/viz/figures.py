@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..circuits.masking import NodeLayout
+from ..circuits.layout import NodeLayout
 from ..core.paths import figures_dir
 from ..model.gpt import NODE_SITES
 
@@ -56,11 +56,17 @@ def plot_training_curves(model_dirs: dict[str, Path]):
         m = read_metrics(d)
         train = [r for r in m if "loss" in r]
         val = [r for r in m if "val_loss" in r]
-        (line,) = axes[0].plot([r["tokens"] / 1e6 for r in train], [r["loss"] for r in train], lw=0.8, alpha=0.8,
-                               label=name)  # fmt: skip
+        (line,) = axes[0].plot(
+            [r["tokens"] / 1e6 for r in train], [r["loss"] for r in train], lw=0.8, alpha=0.8, label=name
+        )
         steps_to_tokens = train[-1]["tokens"] / train[-1]["step"]
-        axes[0].plot([r["step"] * steps_to_tokens / 1e6 for r in val], [r["val_loss"] for r in val], "o",
-                     color=line.get_color(), ms=3)  # fmt: skip
+        axes[0].plot(
+            [r["step"] * steps_to_tokens / 1e6 for r in val],
+            [r["val_loss"] for r in val],
+            "o",
+            color=line.get_color(),
+            ms=3,
+        )
         axes[1].plot([r["step"] for r in train], [r["l0"] for r in train], color=line.get_color(), label=name)
         axes[2].plot([r["step"] for r in train], [r["lr"] for r in train], color=line.get_color(), label=name)
     axes[0].set(xlabel="training tokens (M)", ylabel="loss (dots: held-out)", ylim=(None, 4))

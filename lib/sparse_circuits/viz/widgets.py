@@ -1,13 +1,13 @@
 """``CircuitInspector``: explore a circuit node by node in Jupyter (ipywidgets).
 
-    from sparse_circuits.widgets import CircuitInspector
+    from sparse_circuits.viz.widgets import CircuitInspector
     CircuitInspector({"sparse-d128": (model, tok)}, {"pronoun seed 0": circuit}, tasks=["pronoun"])
 
 Controls pick the model, task (whose prompts are shown), circuit, node budget k (``circuit.at_count(k)``),
 prompt split and count, and the node. Everything a view needs is computed once per choice of those
-(``inspect.InspectorData``, cached), so selecting a node only slices caches and runs one small forward
+(``inspector.InspectorData``, cached), so selecting a node only slices caches and runs one small forward
 pass. Widget state is not kept in executed notebooks: for papers use ``graph_plot.plot_circuit_graph``
-or the static export ``inspector.circuit_to_html``.
+or the static export ``html.circuit_to_html``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ import time
 
 import ipywidgets as W
 
-from ..circuits.masking import NodeLayout
+from ..analysis.inspection import CorpusActivations
+from ..circuits.ablation import node_means
+from ..circuits.layout import NodeLayout
 from ..tasks import SPLITS, Task, TaskSpecError, get_task
-from .graph_plot import esc, graph_svg, node_panel_html, summary_html
-from .inspector import CorpusActivations, InspectorData
+from .graph_plot import esc, graph_svg
+from .html import node_panel_html, summary_html
+from .inspector import InspectorData
 
 
 class CircuitInspector(W.VBox):
@@ -27,9 +30,16 @@ class CircuitInspector(W.VBox):
     ``task``, ``circuit``, ``k``, ``split``, ``n_prompts``, ``node`` (controls), ``summary``, ``graph``,
     ``node_panel``, ``status`` (HTML outputs); ``view`` is the current InspectorData."""
 
-    def __init__(self, models: dict[str, tuple], circuits: dict[str, object], tasks: list[str | Task] | None = None,
-                 n_prompts: int = 16, snippet_batches: int = 2, snippet_batch_size: int = 16,
-                 max_edges: int = 5000) -> None:  # fmt: skip
+    def __init__(
+        self,
+        models: dict[str, tuple],
+        circuits: dict[str, object],
+        tasks: list[str | Task] | None = None,
+        n_prompts: int = 16,
+        snippet_batches: int = 2,
+        snippet_batch_size: int = 16,
+        max_edges: int = 5000,
+    ) -> None:
         if not models or not circuits:
             raise ValueError("CircuitInspector needs at least one model and one circuit")
         self.models, self.circuits = dict(models), dict(circuits)
@@ -50,16 +60,23 @@ class CircuitInspector(W.VBox):
         self.circuit = W.Dropdown(options=[], description="circuit", style=style)
         self.k = W.IntSlider(value=1, min=1, max=1, description="nodes k", continuous_update=False, style=style)
         self.split = W.Dropdown(options=list(SPLITS), value="test", description="split", style=style)
-        self.n_prompts = W.BoundedIntText(value=n_prompts, min=1, max=512, description="prompts", style=style,
-                                          layout=W.Layout(width="140px"))  # fmt: skip
+        self.n_prompts = W.BoundedIntText(
+            value=n_prompts, min=1, max=512, description="prompts", style=style, layout=W.Layout(width="140px")
+        )
         self.node = W.Dropdown(options=[], description="node", style=style)
         self.summary, self.graph, self.node_panel, self.status = W.HTML(), W.HTML(), W.HTML(), W.HTML()
         self.graph.layout = W.Layout(overflow="auto", max_height="520px", border="1px solid #ddd")
-        super().__init__([
-            W.HBox([self.model, self.circuit, self.task]),
-            W.HBox([self.k, self.split, self.n_prompts]),
-            self.summary, self.graph, self.node, self.status, self.node_panel,
-        ])  # fmt: skip
+        super().__init__(
+            [
+                W.HBox([self.model, self.circuit, self.task]),
+                W.HBox([self.k, self.split, self.n_prompts]),
+                self.summary,
+                self.graph,
+                self.node,
+                self.status,
+                self.node_panel,
+            ]
+        )
 
         self.model.observe(self._on_model, "value")
         self.circuit.observe(self._on_circuit, "value")
@@ -117,21 +134,33 @@ class CircuitInspector(W.VBox):
         kind = circuit.meta.get("ablation", "zero")
         means = None
         if kind == "mean":
-            from ..circuits.ablation import node_means
-
             if model_name not in self._means:
                 self._means[model_name] = node_means(model, NodeLayout(model), tok)
             means = self._means[model_name]
         if model_name not in self._corpus:
             self._corpus[model_name] = CorpusActivations.compute(model, tok, *self.snippet_args)
-        return InspectorData.build(model, tok, circuit, data, loss=self.tasks[task_name].loss, ablation=kind,
-                                   means=means, corpus=self._corpus[model_name])  # fmt: skip
+        return InspectorData.build(
+            model,
+            tok,
+            circuit,
+            data,
+            loss=self.tasks[task_name].loss,
+            ablation=kind,
+            means=means,
+            corpus=self._corpus[model_name],
+        )
 
     def _reload(self) -> None:
         if self._quiet or self.circuit.value is None:
             return
-        key = (self.model.value, self.task.value, self.circuit.value, self.k.value, self.split.value,
-               self.n_prompts.value)  # fmt: skip
+        key = (
+            self.model.value,
+            self.task.value,
+            self.circuit.value,
+            self.k.value,
+            self.split.value,
+            self.n_prompts.value,
+        )
         try:
             if key not in self._views:
                 self._views[key] = self._build(key)
@@ -155,8 +184,9 @@ class CircuitInspector(W.VBox):
             return
         label = self.node.value
         t0 = time.perf_counter()
-        self.graph.value = graph_svg(self.view.graph, self.view.positions, highlight=label, adj=self.view.adj,
-                                     max_edges=self.max_edges)  # fmt: skip
+        self.graph.value = graph_svg(
+            self.view.graph, self.view.positions, highlight=label, adj=self.view.adj, max_edges=self.max_edges
+        )
         self.node_panel.value = node_panel_html(self.view.panel(label)) if label else ""
         self.last_latency = time.perf_counter() - t0
         self.status.value = f"<small>node view in {1000 * self.last_latency:.0f} ms</small>"

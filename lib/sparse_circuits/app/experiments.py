@@ -1,0 +1,225 @@
+"""Experiment steps the notebooks share, so each notebook states only what is its own.
+
+- ``walkthrough_setup``: notebooks 04-06 prune one circuit of the shipped model for one task and read it node by
+  node; this loads the model and the held-out prompts, prunes, and evaluates the model and the circuit.
+- ``prune_circuits`` / ``prune_and_evaluate``: notebooks 08 and 09 prune one circuit per (model, task, ablation)
+  and compare each with its model on held-out prompts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..analysis.walkthrough import evaluate_full
+from ..circuits.ablation import resolve_ablation
+from ..circuits.circuit import Circuit
+from ..circuits.graph import circuit_graph, edge_counts
+from ..core.paths import model_dir
+from ..model.gpt import SparseGPT
+from ..model.inference import load
+from ..pruning.pruner import PruneConfig, Pruner, prune
+from ..tasks import Task, TaskData, evaluate, get_task
+from ..viz.figures import node_counts_by_site
+
+WALKTHROUGH_SCALE = {
+    # the full scale uses Drori's defaults (lr 3e-3, k_coef 1e-4)
+    "full": {"steps": 1000, "batch_size": 64, "eval_n": 256, "n_prompts": 128, "lr": 3e-3, "k_coef": 1e-4},
+    # smoke: a larger rate and penalty, so that 150 short steps prune enough for a quick inspector export
+    "smoke": {"steps": 150, "batch_size": 8, "eval_n": 16, "n_prompts": 16, "lr": 1e-2, "k_coef": 1e-3},
+}
+
+
+# ------------------------------------------------------------------------------ one circuit (04-06)
+
+
+@dataclass
+class Walkthrough:
+    """One pruned circuit of one task with everything a walkthrough reads first."""
+
+    model_name: str
+    model: SparseGPT
+    tok: object
+    task: Task
+    test: TaskData
+    """Held-out test prompts (never seen in pruning)."""
+    n_prompts: int
+    """Test prompts asked for per task (``test`` may hold fewer when the split is smaller)."""
+    config: PruneConfig
+    circuit: Circuit
+    ablation: dict | None
+    """Values of the pruned-away nodes on the test prompts, for ``circuit.run`` (None: zero)."""
+    graph: dict
+    """``circuits.graph.circuit_graph`` with edges to the answer tokens' logits."""
+    edges: dict[str, int]
+    """The graph's edges counted by kind (``edge_counts``)."""
+    model_test: dict
+    circuit_test: dict
+    """``tasks.evaluate`` metrics of the model and of the circuit on the test prompts."""
+    sites: dict[str, int]
+    """Kept nodes per "L{layer}.{site}" (sites with none left out)."""
+    answers: str
+    """The answer tokens, as "he/she"."""
+
+    def summary(self, prompts: str = "test prompts") -> str:
+        """The circuit's size, edges, pruning loss and held-out metrics, as printed lines."""
+        c, e, m, t = self.circuit, self.edges, self.model_test, self.circuit_test
+        return "\n".join(
+            [
+                f"circuit: {c.n_nodes} of {c.total_nodes} nodes; {c.n_edges} edges between nodes ({e['weights']} weights, "
+                f"{e['qk_pairs']} q-k pairs, {e['residual']} residual) + {e['unembed']} to the {self.answers} logits",
+                f"loss on the fixed pruning prompts {c.meta['loss']:.3f} (target {self.config.target_loss}; reached: "
+                f"{c.meta['reached_target']})",
+                f"held-out {prompts}: model loss {m['loss']:.3f}, accuracy {m['accuracy']:.3f}; circuit loss "
+                f"{t['loss']:.3f}, accuracy {t['accuracy']:.3f}",
+                f"nodes by site: {self.sites}",
+            ]
+        )
+
+
+def walkthrough_setup(
+    task_name: str,
+    answer_tokens: list[str],
+    profile: str,
+    model_name: str,
+    ablation: str,
+    seed: int = 0,
+    steps: int = 0,
+    batch_size: int = 0,
+    n_prompts: int = 0,
+    threads: int = 1,
+) -> Walkthrough:
+    """Load ``model_name``, prune it on ``task_name`` (one seed) and evaluate model and circuit on held-out prompts.
+
+    ``steps``, ``batch_size`` and ``n_prompts`` of 0 take the profile's default (``WALKTHROUGH_SCALE``). One CPU
+    thread (``threads``) makes the circuit identical on every machine: its loss has cliffs.
+    """
+    scale = WALKTHROUGH_SCALE[profile]
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model, tok, _ = load(model_dir(model_name))
+    task = get_task(task_name)
+    n_prompts = n_prompts or scale["n_prompts"]
+    test = task.data("test", tok, n_prompts)
+    cfg = PruneConfig(
+        ablation=ablation,
+        steps=steps or scale["steps"],
+        batch_size=batch_size or scale["batch_size"],
+        eval_n=scale["eval_n"],
+        lr=scale["lr"],
+        k_coef=scale["k_coef"],
+    )
+    circuit = prune(model, tok, task, cfg, seeds=[seed], progress=False, model_name=model_name)[0]
+    values = resolve_ablation(model, tok, ablation, test)
+    graph = circuit_graph(model, circuit, [tok.token_to_id(t) for t in answer_tokens], tok)
+    model_test = evaluate(model, test, task.loss)
+    with circuit.run(model, values):
+        circuit_test = evaluate_full(model, test, task.loss)  # a full forward pass fits any ablation values
+    sites = {
+        f"L{layer}.{s}": n
+        for s, per in node_counts_by_site(circuit.nodes, model).items()
+        for layer, n in enumerate(per)
+        if n
+    }
+    return Walkthrough(
+        model_name=model_name,
+        model=model,
+        tok=tok,
+        task=task,
+        test=test,
+        n_prompts=n_prompts,
+        config=cfg,
+        circuit=circuit,
+        ablation=values,
+        graph=graph,
+        edges=edge_counts(graph),
+        model_test=model_test,
+        circuit_test=circuit_test,
+        sites=sites,
+        answers="/".join(answer_tokens),
+    )
+
+
+# ---------------------------------------------------------------- a circuit per model, task, ablation (08, 09)
+
+
+def circuit_key(model_name: str, task: str, ablation: str) -> str:
+    """The name of one circuit of ``prune_circuits``: "model/task/ablation"."""
+    return f"{model_name}/{task}/{ablation}"
+
+
+def prune_circuits(
+    loaded: dict, tasks: list[str], configs: list[PruneConfig], seed: int = 0, progress: bool = False
+) -> dict[str, dict]:
+    """One circuit (one seed) per (model, task, config): each config prunes with its own ablation.
+
+    ``loaded`` maps model names to ``inference.load`` results. A run is one call of ``prune`` (runs of different
+    tasks cannot share a batch: their losses differ). Mean ablation values are computed once per model and
+    shared by its tasks. Returns {circuit_key: {"circuit", "ablation" (values for ``circuit.run``: None for
+    zero, the node means for mean), "model", "task", "ablation_kind"}}, ordered by model, task, then ablation.
+    """
+    out = {}
+    for name, (model, tok, _) in loaded.items():
+        means = None
+        for cfg in configs:
+            a = cfg.ablation
+            for t in tasks:
+                task = get_task(t)
+                pruner = Pruner(model, tok, task, cfg, means=means)  # the model's means are computed once
+                means = pruner.means if a == "mean" else means
+                runs = prune(model, tok, task, cfg, seeds=[seed], progress=progress, model_name=name, pruner=pruner)
+                circuit = runs[0]
+                out[circuit_key(name, t, a)] = {
+                    "circuit": circuit,
+                    "ablation": pruner.means if a == "mean" else None,
+                    "model": name,
+                    "task": t,
+                    "ablation_kind": a,
+                }
+    order = [circuit_key(m, t, c.ablation) for m in loaded for t in tasks for c in configs]
+    return {k: out[k] for k in order}
+
+
+def ablation_for(entry: dict, model, tok, data: TaskData):
+    """Ablation values of a ``prune_circuits`` entry for a pruned pass on ``data`` (resample values are drawn for
+    these prompts; zero and mean values do not depend on them)."""
+    if entry["ablation_kind"] == "resample":
+        return resolve_ablation(model, tok, "resample", data)
+    return entry["ablation"]
+
+
+def prune_and_evaluate(
+    loaded: dict, tests: dict[tuple[str, str], TaskData], tasks: list[str], configs: list[PruneConfig], seed: int = 0
+) -> dict[str, dict]:
+    """``prune_circuits``, then each circuit and its model on the held-out prompts ``tests[(model, task)]``.
+
+    Each entry gains "test_ablation" (``ablation_for`` the test prompts) and "summary" (nodes, edges, the pruning
+    loss, whether it reached the target, and the held-out loss of the model and of the circuit); one line per
+    circuit is printed, and the wall time at the end.
+    """
+    t0 = time.perf_counter()
+    entries = prune_circuits(loaded, tasks, configs, seed=seed)
+    for key, e in entries.items():
+        model, tok, _ = loaded[e["model"]]
+        test, task = tests[(e["model"], e["task"])], get_task(e["task"])
+        e["test_ablation"] = ablation_for(e, model, tok, test)
+        with e["circuit"].run(model, e["test_ablation"]):
+            held_out = evaluate_full(model, test, task.loss)
+        c = e["circuit"]
+        e["summary"] = {
+            "nodes": c.n_nodes,
+            "edges": c.n_edges,
+            "train_loss": c.meta["loss"],
+            "reached_target": c.meta["reached_target"],
+            "test_loss_model": evaluate(model, test, task.loss)["loss"],
+            "test_loss_circuit": held_out["loss"],
+        }
+        print(
+            f"{key:<28} {c.n_nodes:>5} nodes  loss {c.meta['loss']:.3f} (target reached: "
+            f"{c.meta['reached_target']}); held-out loss model {e['summary']['test_loss_model']:.3f}, circuit "
+            f"{held_out['loss']:.3f}"
+        )
+    print(f"pruning and held-out evaluation took {time.perf_counter() - t0:.0f} s")
+    return entries

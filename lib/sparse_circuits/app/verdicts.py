@@ -1,0 +1,143 @@
+"""Whether a claim from the papers holds here, and the claims rows the README shows.
+
+Every notebook judges its claims with one rule, ``verdict``: "n/a" when there is nothing to judge, "yes" when
+the claim's full criterion is met, "partly" when only its weaker criterion is, "no" otherwise. The criteria are
+measured values against thresholds fixed before the run (named constants here, or the notebooks' parameters).
+Most claims are judged per cell of an experiment (a model, task or ablation): ``verdict_of_cells`` says "yes"
+when every judged cell holds, "partly" when some do. The claim-specific rules below (circuit size, D2, D3, D4,
+D5) are written once in terms of ``verdict``, so a notebook only states its evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..analysis.generalization import GOOD_THRESHOLD
+
+HOLDS = ("yes", "partly", "no", "n/a")
+
+GAO_CIRCUIT_NODES = 30
+"""C3 holds fully for a circuit about the size of Gao's (12 nodes for the quote task; Drori ~10 for pronouns)."""
+READABLE_CORE_SHARE = 0.5
+"""... and partly for a larger one where one writer carries at least this share of the answer (a readable core)."""
+BAD_SEED_SHARE = 0.2
+"""D4 holds in a cell when at least this share of the seeds reaching the target gives a bad circuit."""
+
+
+def verdict(yes: bool, partly: bool = False, judged: bool = True) -> str:
+    """The one verdict rule: "n/a" unless ``judged``; else "yes" if ``yes``, "partly" if ``partly``, "no"."""
+    if not judged:
+        return "n/a"
+    return "yes" if yes else "partly" if partly else "no"
+
+
+def verdict_of_cells(holds_by_cell: Iterable[bool | None]) -> str:
+    """Over cells where the claim holds (True), fails (False) or cannot be judged (None): "yes" when every judged
+    cell holds, "partly" when some do, "no" when none does, "n/a" when no cell is judged."""
+    known = [bool(h) for h in holds_by_cell if h is not None]
+    return verdict(all(known), any(known), judged=bool(known))
+
+
+def verdict_of_count(good: int, total: int) -> str:
+    """``good`` of ``total`` cells pass: "yes" all, "partly" some, "no" none, "n/a" no cells."""
+    return verdict(good == total, good > 0, judged=total > 0)
+
+
+def claim(id: str, text: str, ours: str, paper: str, holds: str, figure: str) -> dict:
+    """One row of the README's claims table (``report.claims_table``): the claim, our evidence, the paper's
+    number, the verdict and the figure behind it."""
+    if holds not in HOLDS:
+        raise ValueError(f"holds must be yes, no, partly or n/a; got {holds!r}")
+    return {"id": id, "claim": text, "ours": ours, "paper": paper, "holds": holds, "figure": figure}
+
+
+# --------------------------------------------------------------------------------- claim-specific rules
+
+
+def small_circuit_verdict(n_nodes: int, top_writer_share: float) -> str:
+    """C3 (circuits are small and readable): "yes" at about Gao's size (<= ``GAO_CIRCUIT_NODES`` nodes);
+    "partly" when larger but one writer carries at least ``READABLE_CORE_SHARE`` of the answer; else "no"."""
+    return verdict(n_nodes <= GAO_CIRCUIT_NODES, abs(top_writer_share) >= READABLE_CORE_SHARE)
+
+
+def attention_verdict(heads_by_circuit: dict[str, list[dict]], name_drop: float = 0.5) -> dict:
+    """Computed D2 verdict over circuits of ``mechanism.head_attention`` entries.
+
+    "yes": some circuit keeps a head that attends to a name in the model (``name_head``) whose pruned pattern
+    is near-uniform (``lost``), Drori's case; "partly": no such head, but some kept head lost its pattern, or a
+    name head's attention on the names fell to at most ``name_drop`` times the model's; "no": otherwise; "n/a":
+    no circuit keeps a head. Also returns the heads behind it, as "circuit/L{layer}.h{head}" strings.
+    """
+    lost, lost_name, name_dropped = [], [], []
+    for key, heads in heads_by_circuit.items():
+        for h in heads:
+            tag = f"{key}/L{h['layer']}.h{h['head']}"
+            if h["lost"]:
+                lost.append(tag)
+                if h["name_head"]:
+                    lost_name.append(tag)
+            if h["name_head"]:
+                m = max(v[0] for v in h["to_slot"].values())
+                p = max(v[1] for v in h["to_slot"].values())
+                if p <= name_drop * m:
+                    name_dropped.append(tag)
+    n_heads = sum(len(v) for v in heads_by_circuit.values())
+    holds = verdict(bool(lost_name), bool(lost or name_dropped), judged=n_heads > 0)
+    return {
+        "holds": holds,
+        "n_heads": n_heads,
+        "lost": lost,
+        "lost_name_heads": lost_name,
+        "name_attention_dropped": name_dropped,
+    }
+
+
+def roles_verdict(summaries: dict[str, dict]) -> dict:
+    """Computed D3 verdict over circuits of ``mechanism.role_summary`` results.
+
+    "yes": some node fires on the other gender's names once pruned, carries the name's gender at the answer only
+    in the pruned model, or is clearly anti-correlated with itself (``anti_correlated``); "partly": no such node,
+    but some node is weakly anti-correlated or its signal moves to other positions; "no": otherwise; "n/a": no
+    circuit nodes."""
+    gender = [
+        f"{k}/{n}" for k, s in summaries.items() for n in s.get("gender_flips", []) + s.get("gender_only_pruned", [])
+    ]
+    anti = [f"{k}/{n}" for k, s in summaries.items() for n in s["anti_correlated"]]
+    weak = [f"{k}/{n}" for k, s in summaries.items() for n in s["sign_flipped"]]
+    moved = [f"{k}/{n}" for k, s in summaries.items() for n in s["moved"]]
+    total = sum(s["n_nodes"] for s in summaries.values())
+    holds = verdict(bool(gender or anti), bool(weak or moved), judged=total > 0)
+    return {
+        "holds": holds,
+        "gender_role_changes": gender,
+        "strongly_anti_correlated": anti,
+        "n_nodes": total,
+        "n_sign_flipped": len(weak),
+        "n_moved": len(moved),
+    }
+
+
+def generalization_fails(summary: dict, good_threshold: float = GOOD_THRESHOLD) -> bool | None:
+    """D4 in one (model, ablation) cell of ``generalization.summarize``: True when at least ``BAD_SEED_SHARE`` of
+    the seeds reaching the target give bad circuits on same-gender prompts; None (nothing to judge) when no seed
+    reaches the target or the model itself answers same-gender prompts below ``good_threshold``."""
+    if summary["n_reached"] == 0 or summary["model_rates"]["ioi_same"]["p_correct"] < good_threshold:
+        return None
+    return summary["share_bad"] >= BAD_SEED_SHARE
+
+
+def ratio_verdict(ratios: Iterable[float | None], full: float, some: float) -> str:
+    """ "yes" when every known ratio is at least ``full``, "partly" when some is at least ``some``, "no"
+    otherwise; "n/a" when no ratio is known (None: one side missing)."""
+    known = [r for r in ratios if r is not None]
+    return verdict(all(r >= full for r in known), any(r >= some for r in known), judged=bool(known))
+
+
+def sign_flip_verdict(delta: dict[str, float | None], small: str, large: str, min_change: float) -> str:
+    """Whether an effect (``delta`` per model) changes sign between the ``small`` and the ``large`` model: "yes"
+    when both changes are at least ``min_change`` in size and of opposite signs, "partly" when some model's
+    change is that large, "no" otherwise; "n/a" when either end is unknown or they are the same model."""
+    big = {m: d is not None and abs(d) >= min_change for m, d in delta.items()}
+    judged = delta.get(small) is not None and delta.get(large) is not None and small != large
+    flips = judged and big[small] and big[large] and (delta[small] > 0) != (delta[large] > 0)
+    return verdict(flips, any(big.values()), judged=judged)
