@@ -20,8 +20,8 @@ from sparse_circuits.data.batches import BatchStream
 from sparse_circuits.data.sources import CorpusConfig
 from sparse_circuits.data.tokenizer import build_tokenizer
 from sparse_circuits.model.gpt import NODE_SITES, ModelConfig, SparseGPT
+from sparse_circuits.model.inference import lm_loss
 from sparse_circuits.training.sparsity import normalize_grad_rms_, project_
-from sparse_circuits.training.trainer import lm_loss
 
 
 def flops_per_token(cfg: ModelConfig, T: int) -> float:
