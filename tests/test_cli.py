@@ -1,7 +1,10 @@
 import json
 
 import pytest
+import torch
+from conftest import tiny_run
 from sparse_circuits.app.cli import main
+from sparse_circuits.core import storage
 
 
 def run_json(capsys, *argv):
@@ -131,7 +134,6 @@ def test_prune_and_sweep_options_are_the_prune_config_fields():
 
 def test_train_options_override_the_config_file(capsys, tmp_path):
     import yaml
-    from conftest import tiny_run
 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_run(steps=50).to_dict()))
@@ -153,3 +155,70 @@ def test_export_html(capsys, tiny_model_dir, tmp_path):
     random_circuit(model, 0.2, task="pronoun").save(circuit_dir, model)
     argv = ["export-html", str(circuit_dir), "--model", str(tiny_model_dir), "--out", str(out), "--n-prompts", "4"]
     assert main(argv) == 0 and out.exists() and str(out) in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- expected failures, one line each
+
+
+def _fails_with_one_line(capsys, argv, match):
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+    return err
+
+
+def test_cli_turns_expected_failures_into_one_line(capsys, tmp_path, tiny_model_dir):
+    import yaml
+
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: x\nmodel: {d_model: 32\n")
+    _fails_with_one_line(capsys, ["train", "--config", bad_yaml, "--out", tmp_path / "m"], "bad.yaml: not valid YAML")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_run(steps=8).to_dict()))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    _fails_with_one_line(capsys, ["train", "--config", config, "--out", a_file], "a_file is a file")
+    argv = ["train", "--config", config, "--out", tiny_model_dir, "--device", "cpu"]
+    _fails_with_one_line(capsys, argv, "already holds a trained model")
+    _fails_with_one_line(capsys, [*argv[:5], "--steps", "0"], "TrainConfig.steps must be an integer >= 1")
+
+
+def test_cli_names_the_path_of_a_permission_error(capsys, tmp_path, monkeypatch):
+    import yaml
+    from sparse_circuits.app import cli
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_run().to_dict()))
+    monkeypatch.setattr(cli, "Trainer", denied)
+    _fails_with_one_line(capsys, ["train", "--config", config, "--out", tmp_path / "m"], "Permission denied")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["train", "--config", config, "--out", tmp_path / "m", "--device", "cuda"]
+    _fails_with_one_line(capsys, argv, "--device cuda: no CUDA GPU is available")
+
+
+def test_prune_out_is_checked_before_pruning(capsys, tmp_path, tiny_model_dir, monkeypatch):
+    from sparse_circuits.app import cli
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("--out should be refused before the model is loaded")
+
+    monkeypatch.setattr(cli, "load", no_compute)
+    used = tmp_path / "used"
+    (used / "seed0").mkdir(parents=True)
+    argv = ["prune", tiny_model_dir, "--task", "pronoun", "--ablation", "zero"]
+    _fails_with_one_line(capsys, [*argv, "--out", used], "already holds ['seed0']")
+    (tmp_path / "f").write_text("x")
+    _fails_with_one_line(capsys, [*argv, "--out", tmp_path / "f"], "is a file")
+    with storage.output_lock(tmp_path / "busy"):
+        _fails_with_one_line(capsys, [*argv, "--out", tmp_path / "busy"], "in use by another process")
+
+
+@pytest.mark.parametrize("argv", [["--n", "-1"], ["--n", "2.5"], ["--max-new-tokens", "0"]])
+def test_cli_counts_must_be_positive_integers(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sample", "M", "--prompt", "x", *argv])
+    assert exit_.value.code == 2
+    assert f"argument {argv[0]}: must be an integer >= 1" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from sparse_circuits.core.seeds import derived_seed
 from sparse_circuits.data.batches import BatchStream
 from sparse_circuits.model.inference import load
 from sparse_circuits.pruning.pruner import PruneConfig, Pruner, prune
-from sparse_circuits.tasks import get_task
+from sparse_circuits.tasks import get_task, per_example_loss, run_answer_logits
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +197,9 @@ def test_edge_counts_match_a_brute_force_count(setup):
         (dict(ablation="average"), "unknown ablation 'average'"),
         (dict(ablation="zero", steps=0), "steps"),
         (dict(ablation="zero", eval_split="dev"), "split 'dev'"),
+        (dict(ablation="zero", stochastic_z="normal"), "unknown stochastic_z 'normal'"),
+        (dict(ablation="zero", adversary_loss="ce"), "unknown adversary_loss 'ce'"),
+        (dict(ablation="zero", check_samples=0), "check_samples"),
     ],
 )
 def test_bad_prune_arguments(kw, match):
@@ -268,3 +271,169 @@ def test_seed_chunks_do_not_change_the_result(setup, ablation, objective):
     chunked = prune(model, tok, task, PruneConfig(**kw, seed_chunk=2), seeds=[0, 1, 2], progress=False)
     for a, b in zip(one_pass, chunked):
         torch.testing.assert_close(a.tau, b.tau, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------- faithful objectives
+
+OBJECTIVE_OPTIONS = [
+    dict(objective="standard"),
+    dict(objective="stochastic"),
+    dict(objective="stochastic", stochastic_z="bernoulli", stochastic_per_prompt=True),
+    dict(objective="adversarial"),
+    dict(objective="adversarial", adversary_loss="kl", adversary_steps=2),
+]
+
+
+@pytest.mark.parametrize("frozen_ln", [False, True])
+@pytest.mark.parametrize("options", OBJECTIVE_OPTIONS)
+def test_objectives_with_every_node_kept_reproduce_the_model(setup, options, frozen_ln):
+    model, tok, task = setup
+    pr = Pruner(model, tok, task, PruneConfig(ablation="mean", batch_size=4, frozen_ln=frozen_ln, **options))
+    seeds = [3, 5]
+    data = pr.batch(seeds, 0)
+    z = torch.rand(2, pr.n_nodes) if options["objective"] == "adversarial" else None
+    loss, kept, _ = pr.objective_losses(
+        torch.ones(2, pr.n_nodes), seeds, 0, data, pr.ablation_values(seeds, data, 0), z
+    )
+    with torch.no_grad():
+        ref = per_example_loss(run_answer_logits(model, data), data, task.loss).view(2, 4).mean(1)
+    torch.testing.assert_close(loss.detach(), ref, atol=1e-5, rtol=1e-5)
+    assert kept.tolist() == [pr.n_nodes] * 2
+
+
+@pytest.mark.parametrize("options", OBJECTIVE_OPTIONS[1:])
+def test_penalty_and_counts_use_the_keep_mask(setup, options):
+    model, tok, task = setup
+    kw = dict(ablation="zero", batch_size=4, temperature=0.7)
+    faithful = Pruner(model, tok, task, PruneConfig(**kw, **options))
+    standard = Pruner(model, tok, task, PruneConfig(**kw))
+    seeds = [0, 1]
+    tau = torch.randn(2, faithful.n_nodes, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    data = faithful.batch(seeds, 0)
+    abl = faithful.ablation_values(seeds, data, 0)
+    z = torch.rand(2, faithful.n_nodes)
+    grads = []
+    for pr in (faithful, standard):
+        t = tau.clone().requires_grad_(True)
+        _, kept, _ = pr.objective_losses(t, seeds, 0, data, abl, z)
+        assert kept.tolist() == (tau > 0).sum(1).float().tolist()  # the forward's Heaviside: tau > 0 is kept
+        grads.append(torch.autograd.grad(kept.sum(), t)[0])
+    torch.testing.assert_close(grads[0], grads[1], atol=0, rtol=0)  # the penalty's gradient ignores z
+    # and the counts training logs, from an initialization with about half the taus below zero
+    cfg = PruneConfig(**kw, **options, steps=1, init_mean=0.0, init_std=0.5, eval_n=4)
+    pr = Pruner(model, tok, task, cfg)
+    init = pr.init_tau(seeds)
+    _, history = pr.train_masks(seeds, progress=False)
+    assert 0 < history[0]["kept"][0] < pr.n_nodes
+    assert history[0]["kept"] == (init > 0).sum(1).float().tolist()
+
+
+def test_stochastic_z_options(setup):
+    model, tok, task = setup
+    pr = {
+        key: Pruner(model, tok, task, PruneConfig(ablation="zero", stochastic_z=z, stochastic_per_prompt=per_prompt))
+        for key, z, per_prompt in (("u", "uniform", False), ("b", "bernoulli", False), ("bp", "bernoulli", True))
+    }
+    u, b, bp = (pr[k].draw_z([7, 8], 2, 6) for k in ("u", "b", "bp"))
+    assert u.shape == b.shape == (2, pr["u"].n_nodes) and bp.shape == (2, 6, pr["u"].n_nodes)
+    assert ((u > 0) & (u < 1)).all() and set(b.unique().tolist()) == {0.0, 1.0}
+    assert abs(float(b.mean()) - 0.5) < 0.05  # p = 1/2 over a few thousand nodes
+    assert torch.equal(b, (u < 0.5).float())  # the same draws, thresholded: seeds give the pattern
+    assert not torch.equal(bp[:, 0], bp[:, 1])  # per prompt: each prompt its own pattern
+    assert torch.equal(pr["u"].draw_z([8], 2, 6)[0], u[1])  # a run's z depends on its own seed only
+
+
+def test_per_prompt_masks_equal_shared_masks_when_rows_agree(setup):
+    model, tok, task = setup
+    pr = Pruner(model, tok, task, PruneConfig(ablation="resample", batch_size=4))
+    seeds = [1, 2]
+    data = pr.batch(seeds, 0)
+    abl = pr.ablation_values(seeds, data, 0)
+    mask = torch.rand(2, pr.n_nodes)
+    per_prompt = pr.losses(mask[:, None].expand(2, 4, -1), data, abl)
+    torch.testing.assert_close(per_prompt, pr.losses(mask, data, abl), atol=1e-5, rtol=1e-5)
+
+
+def test_adversary_ascends_its_loss(setup):
+    model, tok, task = setup
+    for loss_kind in ("task", "kl"):
+        pr = Pruner(model, tok, task, PruneConfig(ablation="mean", batch_size=8, adversary_loss=loss_kind))
+        seeds = [0]
+        data = pr.batch(seeds, 0)
+        abl = pr.ablation_values(seeds, data, 0)
+        keep = (torch.rand(1, pr.n_nodes, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+        measure = pr.adversary_measure(data)
+        z0 = torch.full((1, pr.n_nodes), 0.5)
+        z3 = pr.adversary(keep, z0, data, abl, steps=3)
+        with torch.no_grad():
+            before, after = (pr.mixed_losses(keep, z, data, abl, measure) for z in (z0, z3))
+        assert float(after) > float(before)
+        if loss_kind == "kl":  # KL to the model: zero with every node kept, and the hand-computed value
+            full = pr.mixed_losses(torch.ones_like(keep), z0, data, abl, measure).detach()
+            assert float(full) == pytest.approx(0, abs=1e-5)
+            with torch.no_grad():
+                log_p = run_answer_logits(model, data).log_softmax(-1)
+                with masked(model, pr.layout, keep + (1 - keep) * z0, abl):
+                    log_q = run_answer_logits(model, data).log_softmax(-1)
+            by_hand = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+            assert float(before) == pytest.approx(float(by_hand), rel=1e-4)
+
+
+def test_discretization_meets_the_faithfulness_criteria(setup, monkeypatch):
+    model, tok, task = setup
+    cfg = PruneConfig(ablation="zero", eval_n=8, min_stochastic_f=0.5, min_adversarial_f=0.5)
+    pr = Pruner(model, tok, task, cfg)
+    tau = torch.linspace(-1, 1, pr.n_nodes)[torch.randperm(pr.n_nodes, generator=torch.Generator().manual_seed(0))]
+    monkeypatch.setattr(pr, "loss_at_counts", lambda t, ks, data=None: torch.full((len(ks),), 0.1))
+    monkeypatch.setattr(pr, "faithfulness_bounds", lambda: (1.0, 0.0))  # f = 1 - loss
+    # every count passes the loss; only circuits of >= 37 nodes pass the stochastic check, >= 50 the adversarial one
+    monkeypatch.setattr(pr, "stochastic_losses", lambda m: (m.sum(1) < 37).float())
+    monkeypatch.setattr(pr, "adversarial_losses", lambda m: (m.sum(1) < 50).float())
+    res = pr.discretize(tau[None])
+    assert res["n_nodes"] == [50] and res["reached_target"] == [True]
+    assert res["stochastic_f"] == [1.0] and res["adversarial_f"] == [1.0]
+    monkeypatch.setattr(pr, "adversarial_losses", lambda m: torch.full((len(m),), 9.0))
+    assert pr.discretize(tau[None])["reached_target"] == [False]  # nothing meets it: never claimed
+
+
+def test_discretized_circuits_pass_the_criteria_checked_by_hand(setup):
+    model, tok, task = setup
+    cfg = PruneConfig(
+        ablation="zero",
+        steps=3,
+        batch_size=4,
+        eval_n=8,
+        objective="stochastic",
+        min_stochastic_f=0.8,
+        min_adversarial_f=0.3,
+        check_samples=2,
+        check_adversary_steps=2,
+    )
+    empty, full = Pruner(model, tok, task, cfg).faithfulness_bounds()
+    cfg.target_loss = (empty + full) / 2  # the barely trained model: a target halfway to the ablated loss
+    circuits = prune(model, tok, task, cfg, seeds=[0, 1], progress=False)
+    pr = Pruner(model, tok, task, cfg)
+    ev, data = pr.evaluator, pr.eval_data
+    ends = ev.run(torch.stack([torch.zeros(pr.n_nodes), torch.ones(pr.n_nodes)]), data, mean=True).detach()
+    assert any(c.meta["reached_target"] for c in circuits)
+    for c in circuits:
+        if not c.meta["reached_target"]:
+            continue
+        keep = c.nodes.float()[None]
+        losses = []
+        for j in range(2):  # the check's seeded draws, mixed by hand
+            z = pr.draw_z([derived_seed("check-stochastic", j)], -1, len(data))[0]
+            losses.append(float(ev.run(keep + (1 - keep) * z, data, mean=True).detach()))
+        f = (float(ends[0]) - sum(losses) / 2) / float(ends[0] - ends[1])
+        assert f == pytest.approx(c.meta["stochastic_f"], abs=1e-4) and f >= 0.8
+        assert c.meta["adversarial_f"] >= 0.3 and c.meta["loss"] <= cfg.target_loss
+
+
+def test_pruning_with_split_names_trains_and_evaluates_on_their_own_names(setup):
+    model, tok, task = setup
+    pr = Pruner(model, tok, task, PruneConfig(ablation="zero", eval_split="test", eval_n=16, split_names=True))
+    names = pr.task.name_split
+    assert {a["name"] for a in pr.pool.assignments} <= names["train"]
+    assert {a["name"] for a in pr.eval_data.assignments} <= names["test"]
+    plain = Pruner(model, tok, task, PruneConfig(ablation="zero", eval_split="test", eval_n=16))
+    assert {a["name"] for a in plain.pool.assignments} - names["train"]  # without it, train sees every name

@@ -92,7 +92,8 @@ def _spec(**kw):
 
 
 def test_user_task_from_dict_and_yaml(tok, tmp_path):
-    task = register_task(_spec())
+    with pytest.warns(UserWarning, match="split slot 'action' has 1 values"):  # one action: not held out
+        task = register_task(_spec())
     assert "mine" in task_names() and get_task("mine").name == "mine"
     data = task.data("train", tok)
     assert sorted(data.texts) == ["when leo ran home,", "when mia ran home,"]
@@ -121,10 +122,12 @@ def test_bad_task_specs_name_the_field(kw, match):
 
 
 def test_words_outside_the_vocabulary_are_rejected(tok):
-    task = get_task(_spec(slots={"name": ["leo", "mia"], "action": ["xylophoned wildly"]}))
+    with pytest.warns(UserWarning, match="not held out"):
+        task = get_task(_spec(slots={"name": ["leo", "mia"], "action": ["xylophoned wildly"]}))
     with pytest.raises(TaskSpecError, match="slots.action word 'xylophoned wildly' is outside the vocabulary"):
         task.data("train", tok)
-    task = get_task(_spec(target={"slot": "name", "map": {"leo": "zzyzx", "mia": "she"}}))
+    with pytest.warns(UserWarning, match="not held out"):
+        task = get_task(_spec(target={"slot": "name", "map": {"leo": "zzyzx", "mia": "she"}}))
     with pytest.raises(TaskSpecError, match="target token 'zzyzx'"):
         task.data("train", tok)
 
@@ -149,3 +152,28 @@ def test_evaluate_and_filter_on_a_model(tiny_model_dir):
     assert frac == 1.0 and len(kept) == 64
     kept, frac = filter_prompts(model, data, min_p_full=1.1)
     assert frac == 0.0 and len(kept) == 0
+
+
+def test_names_split_only_when_asked_and_then_disjoint_with_every_answer(tok):
+    for name, slots in (("pronoun", ["name"]), ("ioi", ["name_1", "name_2"]), ("nonsense", ["name"])):
+        task = get_task(name)
+        every_name = set(task.spec.slots[slots[0]])
+        assert all(set(task.split_values[s][slot]) == every_name for s in SPLITS for slot in slots)  # off: shared
+        split = task.with_names_split()
+        names = [split.name_split[s] for s in SPLITS]
+        assert set().union(*names) == every_name and not (
+            names[0] & names[1] | names[0] & names[2] | names[1] & names[2]
+        )
+        for s, part in zip(SPLITS, names):
+            assert {gender_of(n) for n in part} == {"male", "female"}  # every answer in every split
+            assert all(set(split.split_values[s][slot]) == part for slot in slots)  # one partition for all name slots
+            used = {a[slot] for a in split.assignments(s) for slot in slots}
+            assert used <= part
+        template_slot = {"pronoun": "action", "nonsense": "action", "ioi": "situation"}[name]
+        assert all(split.split_values[s][template_slot] == task.split_values[s][template_slot] for s in SPLITS)
+        assert split.data("test", tok, 8).texts  # held-out prompts: unseen names and unseen templates
+    assert get_task("pronoun").with_names_split().name_split == get_task("nonsense").with_names_split().name_split
+    with pytest.raises(TaskSpecError, match="split_names needs name_slots"):
+        get_task("questions").with_names_split()
+    with pytest.raises(TaskSpecError, match="name_slots names unknown slot 'who'"):
+        TaskSpec.from_dict(_spec(name_slots=["who"], split_slots=[]))

@@ -123,3 +123,26 @@ def test_circuits_of_another_architecture_are_not_offered(inspector):
         {"tiny": (model, tok)}, {**circuits, "wrong": wrong}, snippet_batches=1, snippet_batch_size=2, n_prompts=2
     )
     assert "wrong" not in w2.circuit.options
+
+
+def test_saved_notebooks_get_a_static_graph_besides_the_live_view(inspector):
+    from IPython.core.interactiveshell import InteractiveShell
+    from sparse_circuits.viz.graph_plot import graph_svg
+    from sparse_circuits.viz.html import summary_html
+    from sparse_circuits.viz.widgets import STATIC_HINT
+
+    w, *_ = inspector
+    data, _ = InteractiveShell.instance().display_formatter.format(w)  # what a notebook stores for the cell
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == w.model_id  # live view kept
+    static = data["text/html"]
+    svg = graph_svg(w.view.graph, w.view.positions, adj=w.view.adj, max_edges=w.max_edges)
+    assert static == summary_html(w.view) + svg + f"<p><i>{STATIC_HINT}</i></p>"
+    assert static.count("<circle") == len(w.view.graph["nodes"]) and "live kernel" in static
+
+
+def test_static_view_without_a_fitting_circuit_says_why(tiny_model_dir):
+    model, tok, _ = load(tiny_model_dir)
+    wrong = Circuit(torch.ones(7, dtype=torch.bool), torch.ones(7), {"task": "pronoun"})
+    w = CircuitInspector({"tiny": (model, tok)}, {"wrong": wrong}, snippet_batches=1, snippet_batch_size=2)
+    html = w._repr_mimebundle_()["text/html"]
+    assert "no circuit fits model" in html and "<svg" not in html and "live kernel" in html

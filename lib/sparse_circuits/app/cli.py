@@ -1,4 +1,4 @@
-"""Command line: ``sparse-circuits {train,sample,info,evaluate,prune,sweep,export-html}`` (also
+"""Command line: ``sparse-circuits {train,sample,info,evaluate,prune,sweep,export-html,faithfulness,import}`` (also
 ``python -m sparse_circuits``).
 
 Every command is a thin wrapper: it parses options, calls the library function that does the work and prints
@@ -9,6 +9,7 @@ default is written once, next to the field it belongs to.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -16,12 +17,15 @@ from pathlib import Path
 
 import torch
 
+from ..analysis.suite import FaithfulnessConfig, faithfulness_report
 from ..circuits.ablation import ABLATIONS
 from ..circuits.circuit import Circuit
+from ..core import storage
 from ..core.config import add_config_arguments, given_arguments
 from ..core.device import default_device
 from ..model.inference import load, model_info, sample
-from ..pruning.pruner import OBJECTIVES, PruneConfig, prune
+from ..model.reference import DRORI_PATHS, FORMATS, import_model
+from ..pruning.pruner import ADVERSARY_LOSSES, OBJECTIVES, STOCHASTIC_Z, PruneConfig, prune
 from ..pruning.sweep import SEARCH_SPACE, sweep
 from ..tasks import SPLITS, evaluate, get_task, task_names
 from ..training.trainer import RunConfig, TrainConfig, Trainer
@@ -29,7 +33,26 @@ from ..viz.html import circuit_to_html
 
 
 def _device(name: str | None) -> torch.device:
-    return torch.device(name) if name else default_device()
+    if not name:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+def _count(text: str) -> int:
+    """An option's value that counts something: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def _print_result(res: dict, as_json: bool) -> None:
@@ -85,6 +108,16 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_prune(args) -> int:
+    with _output_dir(args.out):
+        return _prune(args)
+
+
+def _output_dir(out: str | None):
+    """The lock of a fresh ``--out`` directory (refused at once if busy, a file or already holding files)."""
+    return storage.output_lock(out, fresh=True) if out else contextlib.nullcontext()
+
+
+def _prune(args) -> int:
     model, tok, config = load(args.model_dir)
     cfg = PruneConfig(**given_arguments(args, PruneConfig))
     task = get_task(args.task)
@@ -106,6 +139,11 @@ def cmd_prune(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    with _output_dir(args.out):
+        return _sweep(args)
+
+
+def _sweep(args) -> int:
     model, tok, config = load(args.model_dir)
     cfg = PruneConfig(**given_arguments(args, PruneConfig))
     task = get_task(args.task)
@@ -133,15 +171,38 @@ def cmd_export_html(args) -> int:
     return 0
 
 
+def cmd_faithfulness(args) -> int:
+    model, tok, _ = load(args.model)
+    circuit = Circuit.load(args.circuit_dir)
+    _print_result(
+        faithfulness_report(model, tok, circuit, FaithfulnessConfig(**given_arguments(args, FaithfulnessConfig))),
+        args.json,
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- parser
+
+
+def cmd_import(args) -> int:
+    source = import_model(args.format, args.src_dir, args.out, tokenizer=args.tokenizer, drori_path=args.drori_path)
+    _print_result({"out": args.out, **source}, args.json)
+    return 0
 
 
 def _add_prune_options(p: argparse.ArgumentParser, searched: tuple[str, ...] = ()) -> None:
     """Options shared by ``prune`` and ``sweep``: the model, the task, and every PruneConfig field not searched."""
     p.add_argument("model_dir")
-    p.add_argument("--task", required=True, help=f"one of {task_names()} or a YAML task spec")
+    p.add_argument(
+        "--task", required=True, help=f"one of {task_names()} or the path of a task spec file (YAML or JSON)"
+    )
     choices = {name: {"choices": SPLITS} for name in ("train_split", "eval_split")}
-    choices.update(ablation={"choices": ABLATIONS}, objective={"choices": OBJECTIVES})
+    choices.update(
+        ablation={"choices": ABLATIONS},
+        objective={"choices": OBJECTIVES},
+        stochastic_z={"choices": STOCHASTIC_Z},
+        adversary_loss={"choices": ADVERSARY_LOSSES},
+    )
     add_config_arguments(p, PruneConfig, exclude=searched, overrides=choices)
     p.add_argument("--out", help="directory to save the circuit(s) in")
     p.add_argument("--json", action="store_true", help="one JSON object, no progress bar")
@@ -164,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample continuations of a prompt")
     s.add_argument("model_dir")
     s.add_argument("--prompt", required=True)
-    s.add_argument("--n", type=int, default=1)
-    s.add_argument("--max-new-tokens", type=int, default=40)
+    s.add_argument("--n", type=_count, default=1)
+    s.add_argument("--max-new-tokens", type=_count, default=40)
     s.add_argument("--temperature", type=float, default=0.8, help="0 for greedy")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device")
@@ -174,28 +235,30 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a model directory (held-out loss recomputed)")
     i.add_argument("model_dir")
     i.add_argument("--json", action="store_true", help="one JSON object")
-    i.add_argument("--val-batches", type=int, default=8)
+    i.add_argument("--val-batches", type=_count, default=8)
     i.set_defaults(fn=cmd_info)
 
     e = sub.add_parser("evaluate", help="accuracy, p_correct and loss of a model on a task split")
     e.add_argument("model_dir")
-    e.add_argument("--task", required=True, help=f"one of {task_names()} or a YAML task spec")
+    e.add_argument(
+        "--task", required=True, help=f"one of {task_names()} or the path of a task spec file (YAML or JSON)"
+    )
     e.add_argument("--split", default="test", choices=SPLITS)
-    e.add_argument("--n", type=int, default=None, help="number of prompts (default: the whole split pool)")
+    e.add_argument("--n", type=_count, default=None, help="number of prompts (default: the whole split pool)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(fn=cmd_evaluate)
 
     pr = sub.add_parser("prune", help="prune a model to task circuits (several seeds in one batched run)")
     _add_prune_options(pr)
     pr.add_argument("--seed", type=int, default=0, help="first seed")
-    pr.add_argument("--seeds", type=int, default=1, help="number of seeds, pruned together")
+    pr.add_argument("--seeds", type=_count, default=1, help="number of seeds, pruned together")
     pr.set_defaults(fn=cmd_prune)
 
     sw = sub.add_parser("sweep", help="Optuna search of pruning hyperparameters (objective: nodes at the target loss)")
     _add_prune_options(sw, searched=tuple(SEARCH_SPACE))
     sw.add_argument("--seed", type=int, default=0, help="seed of the sampler and of the runs' seeds")
-    sw.add_argument("--trials", type=int, default=32)
-    sw.add_argument("--parallel", type=int, default=8, help="trials evaluated together in one batched run")
+    sw.add_argument("--trials", type=_count, default=32)
+    sw.add_argument("--parallel", type=_count, default=8, help="trials evaluated together in one batched run")
     sw.set_defaults(fn=cmd_sweep)
 
     x = sub.add_parser("export-html", help="write a circuit's inspector as one self-contained HTML file")
@@ -203,8 +266,34 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--model", required=True, help="model directory the circuit was pruned from")
     x.add_argument("--out", required=True, help="HTML file to write")
     x.add_argument("--split", default="test", choices=SPLITS, help="task prompts to show")
-    x.add_argument("--n-prompts", type=int, default=8)
+    x.add_argument("--n-prompts", type=_count, default=8)
     x.set_defaults(fn=cmd_export_html)
+
+    fa = sub.add_parser("faithfulness", help="the faithfulness metric suite of a circuit, as one report")
+    fa.add_argument("circuit_dir", help="directory written by circuit.save (circuit.json, circuit.safetensors)")
+    fa.add_argument("--model", required=True, help="model directory the circuit was pruned from")
+    fa.add_argument("--json", action="store_true", help="one JSON line")
+    ablation_choices = {"ablation": {"choices": ABLATIONS}, "ablations": {"choices": ABLATIONS}}
+    add_config_arguments(fa, FaithfulnessConfig, overrides=ablation_choices)
+    fa.set_defaults(fn=cmd_faithfulness)
+
+    im = sub.add_parser("import", help="convert a released reference checkpoint into a model directory")
+    im.add_argument("format", choices=FORMATS, help="openai (circuit_sparsity) or drori (sparse_pretrain)")
+    im.add_argument("src_dir", help="the reference's model directory")
+    im.add_argument("--out", required=True, help="model directory to write")
+    im.add_argument(
+        "--tokenizer",
+        help="tokenizer.json (or its directory), or a directory with vocab.bpe + encoder.json; needed by every "
+        "command that reads text",
+    )
+    im.add_argument(
+        "--drori-path",
+        default="forward",
+        choices=DRORI_PATHS,
+        help="which of Drori's forward passes to reproduce: forward, train (forward_with_bridge_sites) or loader",
+    )
+    im.add_argument("--json", action="store_true", help="one JSON line")
+    im.set_defaults(fn=cmd_import)
     return p
 
 
@@ -212,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:  # OSError: missing file, permission denied (with the path), disk full
         message = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) would add quotes
         print(f"sparse-circuits {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,9 +1,11 @@
 """A circuit: the nodes pruning kept, their mask logits, the edges between them (``graph.count_edges``), and how
 it was found.
 
-Saved as a directory: ``circuit.json`` (metadata, sizes, node labels) and ``circuit.safetensors`` (node mask
-and logits). ``circuit.run(model, ...)`` is a context manager that runs the model pruned to the circuit
-through the same hooks pruning used.
+Saved as a directory: ``circuit.json`` (metadata, sizes, node labels, the task's name and, where it can be
+written as data, its spec: ``task_record``) and ``circuit.safetensors`` (node mask and logits).
+``circuit.task()`` gives the task back, so a circuit of a user task needs no registry entry once saved.
+``circuit.run(model, ...)`` is a context manager that runs the model pruned to the circuit through the same
+hooks pruning used.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from pathlib import Path
 import torch
 
 from ..core import storage
+from ..core.config import config_fields
 from ..core.version import __version__
 from ..model.gpt import SparseGPT
+from ..tasks import Task, TaskSpec, get_task
 from .graph import count_edges
 from .layout import NodeLayout
 from .masking import masked, record_norm_scales, topk_masks
 
 CIRCUIT_JSON, CIRCUIT_TENSORS = "circuit.json", "circuit.safetensors"
+
+
+def task_record(task: Task) -> dict:
+    """What a circuit's metadata records of its task: ``task`` (the name) and ``task_spec`` (every field of the
+    spec as data). A spec with a Python ``constraint`` (the IOI variants) cannot be written as data: it is
+    recorded by name only and found in the task registry again."""
+    record = {"task": task.name}
+    if task.spec.constraint is None:
+        record["task_spec"] = {f.name: getattr(task.spec, f.name) for f in config_fields(TaskSpec)}
+    return record
 
 
 @dataclass
@@ -54,6 +68,14 @@ class Circuit:
         nodes = topk_masks(self.tau[None], torch.tensor([k]))[0].bool()
         meta = {k_: v for k_, v in self.meta.items() if k_ not in ("edges", "n_nodes", "loss")}
         return Circuit(nodes, self.tau.clone(), {**meta, "n_nodes": k})
+
+    def task(self) -> Task:
+        """The task the circuit was pruned on: its recorded spec, else the registry's task of its name."""
+        if "task_spec" in self.meta:
+            return Task(TaskSpec.from_dict(self.meta["task_spec"]))
+        if "task" not in self.meta:
+            raise ValueError("the circuit records no task: pass the task (or its prompts) explicitly")
+        return get_task(self.meta["task"])
 
     def node_labels(self, model: SparseGPT) -> list[str]:
         layout = NodeLayout(model)

@@ -1,8 +1,8 @@
 """Where every node lives: flat indices over all nodes of a model, and the one place node labels are built and read.
 
-A *node* is one scalar channel at one of the 8 sites of a layer (``NODE_SITES``); a layer has 11 * d_model of
-them. ``NodeLayout`` gives every node a flat index (layer-major, then NODE_SITES order, then channel), so that a
-mask over all nodes is one tensor ``[S, N]``.
+A *node* is one scalar channel at one of the 8 sites of a layer (``NODE_SITES``); a layer has 7 * d_model + d_mlp
+of them (11 * d_model at the default MLP width). ``NodeLayout`` gives every node a flat index (layer-major, then
+NODE_SITES order, then channel), so that a mask over all nodes is one tensor ``[S, N]``.
 
 Labels: ``L1.v.h3.5`` (layer 1, v, head 3, dimension 5 within the head), ``L0.mlp_out.7`` (layer 0, mlp_out,
 channel 7); the graph adds ``embed.C`` (embedding channel C of the residual stream) and ``logit.TOKEN`` (an

@@ -17,6 +17,8 @@ import ast
 import dataclasses
 import functools
 import inspect
+import math
+import numbers
 import textwrap
 import types
 import typing
@@ -71,6 +73,39 @@ def strict_from_dict(
         if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
             values[name] = strict_from_dict(sub, value, what=f"{name} config", error=error)
     return cls(**values)
+
+
+def check_numbers(
+    config,
+    *,
+    counts: Iterable[str] = (),
+    integers: Iterable[str] = (),
+    positive: Iterable[str] = (),
+    non_negative: Iterable[str] = (),
+    fractions: Iterable[str] = (),
+    error: type[Exception] = ValueError,
+) -> None:
+    """Validate numeric fields of a config dataclass where they enter (its ``__post_init__``).
+
+    ``counts``: integers >= 1 (2.5 or True is refused); ``integers``: integers >= 0; ``positive``: finite reals > 0; ``non_negative``: finite
+    reals >= 0; ``fractions``: finite reals in [0, 1]. The message names the class and field."""
+    what = type(config).__name__
+    rules = [
+        (counts, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        (integers, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+        (positive, lambda v: _is_real(v) and v > 0, "a finite number > 0"),
+        (non_negative, lambda v: _is_real(v) and v >= 0, "a finite number >= 0"),
+        (fractions, lambda v: _is_real(v) and 0 <= v <= 1, "a finite number in [0, 1]"),
+    ]
+    for names, ok, wanted in rules:
+        for name in names:
+            value = getattr(config, name)
+            if isinstance(value, bool) or not ok(value):
+                raise error(f"{what}.{name} must be {wanted}, got {value!r}")
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 # ------------------------------------------------------------------------------------ command line

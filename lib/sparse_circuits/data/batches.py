@@ -14,12 +14,12 @@ import torch
 from ..core.seeds import derived_seed
 from .generator import StoryGenerator
 from .sources import CorpusConfig, iter_texts
-from .tokenizer import EOS, encode_batch
+from .tokenizer import encode_batch, eos_id
 
 
 def pack_rows(texts: Iterator[str], tokenizer, n_rows: int, row_len: int, chunk: int = 64) -> torch.Tensor:
     """[n_rows, row_len] int64: each row <eos> story <eos> story ..., stopping at row_len tokens."""
-    eos = tokenizer.token_to_id(EOS)
+    eos = eos_id(tokenizer)
     rows: list[list[int]] = []
     current: list[int] = []
     while len(rows) < n_rows:

@@ -9,16 +9,23 @@ before ``. , ? !``, quotes attached to what they enclose), so ``decode(encode(te
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from .statistics import vocabulary
 
 EOS, UNK = "<eos>", "<unk>"
 SPECIAL_TOKENS = (EOS, UNK)
+# End-of-text and unknown tokens as the reference models' tokenizers spell them (OpenAI's BPE, Drori's
+# WordPiece); a tokenizer of ours uses EOS / UNK with the fixed ids 0 and 1.
+EOS_SPELLINGS = (EOS, "<|endoftext|>", "[EOS]")
+UNK_SPELLINGS = (UNK, "[UNK]")
+# Pre-tokenization pattern of OpenAI's tinypython BPE tokenizers (its vocab.bpe / encoder.json do not carry it).
+TINYPYTHON_PATTERN = r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 # Tokens written without a space before them, and (for "'") without one after them either.
 _NO_SPACE_BEFORE = frozenset(".,?!:;)'")
@@ -107,7 +114,8 @@ def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Read a tokenizer saved by ``save_tokenizer``; a clear error names the file if it is missing or bad."""
+    """Read a tokenizer saved by ``save_tokenizer`` (or an imported reference tokenizer, whose end-of-text token
+    is one of EOS_SPELLINGS); a clear error names the file if it is missing or bad."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer file not found: {path}")
@@ -115,6 +123,8 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # the Rust side raises a bare Exception on malformed json
         raise ValueError(f"could not read tokenizer file {path}: {e}") from e
+    if tok.token_to_id(EOS) is None and any(tok.token_to_id(t) is not None for t in EOS_SPELLINGS):
+        return tok  # a reference model's tokenizer, with its own special-token ids
     for i, special in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(special) != i:
             raise ValueError(f"tokenizer file {path} does not map {special!r} to id {i} as this project does")
@@ -134,8 +144,11 @@ def encode_batch(tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
 def decode(tok: Tokenizer, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
     """Readable text: words joined by spaces, punctuation attached as the corpus writes it.
 
-    A double quote opens or closes by parity, counted from the start or the last ``<eos>``.
+    A double quote opens or closes by parity, counted from the start or the last ``<eos>``. A subword
+    tokenizer decodes with its own decoder.
     """
+    if not is_word_level(tok):
+        return tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
     out: list[str] = []
     in_quote = False
     glue_next = True  # no space before the first token, nor after an opening quote
@@ -165,6 +178,85 @@ def single_token_id(tok: Tokenizer, word: str) -> int:
     ids = encode(tok, word)
     if len(ids) != 1:
         raise ValueError(f"{word!r} is {len(ids)} tokens ({tok.encode(word).tokens}), not a single token")
-    if ids[0] == tok.token_to_id(UNK) and word != UNK:
+    if ids[0] == unk_id(tok) and word not in UNK_SPELLINGS:
         raise ValueError(f"{word!r} is not in the tokenizer's vocabulary")
     return ids[0]
+
+
+def is_word_level(tok: Tokenizer) -> bool:
+    """Whether ``tok`` is a word-level tokenizer like this project's (one token per word)."""
+    return isinstance(tok.model, models.WordLevel)
+
+
+def _special_id(tok: Tokenizer, spellings: tuple[str, ...]) -> int | None:
+    return next((i for i in map(tok.token_to_id, spellings) if i is not None), None)
+
+
+def eos_id(tok: Tokenizer) -> int:
+    """Id of the end-of-text token (``<eos>`` here, ``<|endoftext|>`` or ``[EOS]`` in a reference tokenizer)."""
+    i = _special_id(tok, EOS_SPELLINGS)
+    if i is None:
+        raise ValueError(f"the tokenizer has no end-of-text token (one of {list(EOS_SPELLINGS)})")
+    return i
+
+
+def unk_id(tok: Tokenizer) -> int | None:
+    """Id of the unknown-word token, or None for a tokenizer without one (a byte-level BPE)."""
+    return _special_id(tok, UNK_SPELLINGS)
+
+
+def answer_token_id(tok: Tokenizer, word: str) -> int:
+    """The token id of ``word`` as a next-token answer, i.e. following a space.
+
+    Word-level: the vocabulary entry itself. Subword: the text " word" must encode to one known token;
+    otherwise ValueError naming the word and its pieces.
+    """
+    if is_word_level(tok):
+        vocab = tok.get_vocab()
+        if word not in vocab:
+            raise ValueError(f"{word!r} is not a single token of the vocabulary")
+        return vocab[word]
+    return single_token_id(tok, " " + word)
+
+
+def data_gym_tokenizer(vocab_bpe: str | Path, encoder_json: str | Path, pattern: str = TINYPYTHON_PATTERN) -> Tokenizer:
+    """A byte-level BPE tokenizer from GPT-2 "data gym" files (``vocab.bpe`` merges + ``encoder.json`` ids).
+
+    Pre-tokenization splits by ``pattern`` (as tiktoken does), then maps bytes to the data-gym characters; merges
+    apply in file order. Entries of encoder.json outside the merged vocabulary (``<|endoftext|>``) become special
+    tokens with their ids. Errors name the file at fault.
+    """
+    vocab_bpe, encoder_json = Path(vocab_bpe), Path(encoder_json)
+    for f in (vocab_bpe, encoder_json):
+        if not f.is_file():
+            raise FileNotFoundError(f"tokenizer file not found: {f}")
+    try:
+        ids = json.loads(encoder_json.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{encoder_json} is not valid JSON: {e}") from e
+    lines = vocab_bpe.read_text(encoding="utf-8").split("\n")
+    if not lines or not lines[0].startswith("#version"):
+        raise ValueError(f"{vocab_bpe} does not start with a '#version' line")
+    merges = [tuple(line.split(" ")) for line in lines[1:] if line]
+    bad = [m for m in merges if len(m) != 2]
+    if bad:
+        raise ValueError(f"{vocab_bpe}: merge lines must be two pieces separated by a space, got {bad[:3]}")
+    # Every merge product and every single byte is a BPE token; anything else in encoder.json is a special.
+    bpe_tokens = set(pre_tokenizers.ByteLevel.alphabet()) | {a + b for a, b in merges}
+    specials = {t: i for t, i in ids.items() if t not in bpe_tokens}
+    missing = sorted(bpe_tokens - set(ids))
+    if missing:
+        raise ValueError(f"{encoder_json} has no id for BPE tokens {missing[:5]}")
+    tok = Tokenizer(models.BPE(vocab={t: i for t, i in ids.items() if t in bpe_tokens}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    for t, i in sorted(specials.items(), key=lambda kv: kv[1]):
+        if i != tok.get_vocab_size():
+            raise ValueError(f"{encoder_json}: special token {t!r} has id {i}, expected the next free id")
+        tok.add_special_tokens([t])
+    return tok

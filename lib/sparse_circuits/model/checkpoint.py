@@ -5,6 +5,7 @@ Loading never unpickles (see ``core.storage``); a loaded model equals the traine
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -22,15 +23,34 @@ CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, METRICS_FILE = (
 
 
 def save_model(model: SparseGPT, out_dir: str | Path, config: dict) -> None:
-    """Write config.json (with model config, package version and git commit) and model.safetensors."""
+    """Write config.json (with model config, package version, git commit and the hash of the directory's
+    tokenizer.json when it has one) and model.safetensors."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = dict(config)
     config["model"] = model.cfg.to_dict()
     config.setdefault("package_version", __version__)
     config.setdefault("git_commit", git_commit())
+    if (out_dir / TOKENIZER_FILE).is_file():  # ties the tokenizer to the model: a swapped one is detected at load
+        config["tokenizer_sha256"] = tokenizer_sha256(out_dir)
     save_tensors(out_dir / WEIGHTS_FILE, model.state_dict())
     write_json(out_dir / CONFIG_FILE, config)
+
+
+def tokenizer_sha256(model_dir: str | Path) -> str:
+    """SHA-256 of a model directory's tokenizer.json, as recorded in its config.json."""
+    return hashlib.sha256((Path(model_dir) / TOKENIZER_FILE).read_bytes()).hexdigest()
+
+
+def check_tokenizer(model_dir: str | Path, config: dict) -> None:
+    """Refuse a tokenizer.json other than the one the model was saved with (when config.json records its hash;
+    older model directories do not)."""
+    recorded = config.get("tokenizer_sha256")
+    if recorded is not None and tokenizer_sha256(model_dir) != recorded:
+        raise CheckpointError(
+            f"{Path(model_dir) / TOKENIZER_FILE} is not the tokenizer this model was trained with "
+            f"(its SHA-256 differs from the one in {CONFIG_FILE})"
+        )
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SparseGPT, dict]:
@@ -46,8 +66,8 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{model_dir / CONFIG_FILE}: invalid model config: {e}") from e
     model = SparseGPT(cfg)
-    state = load_tensors(model_dir / WEIGHTS_FILE)
     expected = model.state_dict()
+    state = load_tensors(model_dir / WEIGHTS_FILE, {k: tuple(t.shape) for k, t in expected.items()})
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(

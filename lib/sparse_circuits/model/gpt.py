@@ -1,6 +1,6 @@
 """The sparse GPT: a small pre-norm decoder-only transformer (SPEC section 2), every activation a hook point.
 
-Shapes: B batch, T tokens, D d_model, H heads, E d_head (16), F MLP width (4 D), V vocabulary.
+Shapes: B batch, T tokens, D d_model, H heads, E d_head (16), F MLP width (d_mlp, 4 D by default), V vocabulary.
 
     x = embed(tokens)                        # hook_embed, blocks.0.hook_resid_pre
     x = x + attn(norm1(x))                   # blocks.{l}.hook_attn_in ... hook_attn_out
@@ -26,10 +26,19 @@ from ..data.sources import CorpusConfig
 from .hooks import HookedModule, HookPoint
 from .names import node_hook_name
 
-# Node sites of one layer, in forward order (SPEC section 5): 11 * d_model scalar channels in all.
+# Node sites of one layer, in forward order (SPEC section 5): 7 * d_model + d_mlp scalar channels in all.
 NODE_SITES = ("attn_in", "q", "k", "v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out")
+# Residual-stream AbsTopK sites: after the embedding, between the two sublayers of each block, after every block
+# but the last, and after the last block (before the final norm). "resid" names all four at once.
+RESID_SITES = ("resid_embed", "resid_mid", "resid_post", "resid_final")
 # Where AbsTopK may act: every node site plus the residual stream.
-ABSTOPK_SITES = NODE_SITES + ("resid",)
+ABSTOPK_SITES = NODE_SITES + ("resid",) + RESID_SITES
+# How AbsTopK turns frac * width into k: round (this project), floor (OpenAI's circuit_sparsity: k may be 0) or
+# floor with a minimum of 1 (Drori's sparse_pretrain). Every rule keeps all entries once k >= width.
+ABSTOPK_ROUNDINGS = ("round", "floor", "floor_min1")
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+# The unembedding bias: a trained parameter, a fixed buffer (saved and loaded, never trained) or none.
+UNEMBED_BIASES = ("parameter", "buffer", "none")
 
 
 @dataclass
@@ -47,7 +56,9 @@ class ModelConfig:
     n_ctx: int = 128
     """Longest sequence the model is trained on (only the optional positional embedding depends on it)."""
     mlp_ratio: int = 4
-    """MLP width as a multiple of d_model."""
+    """MLP width as a multiple of d_model (unless mlp_width is set)."""
+    mlp_width: int | None = None
+    """MLP width in neurons, overriding mlp_ratio (for imported models whose width is not a multiple of d_model)."""
     positional_embedding: bool = False
     """Add a learned absolute positional embedding (off: causal attention alone supplies position)."""
     bigram_table: bool = False
@@ -57,9 +68,15 @@ class ModelConfig:
     abstopk_frac: float = 0.25
     """Fraction of entries kept (largest |x| per token) at each AbsTopK site."""
     abstopk_sites: tuple[str, ...] = field(default_factory=lambda: NODE_SITES)
-    """Sites with AbsTopK; a subset of ABSTOPK_SITES ("resid" covers every residual-stream state). Empty for dense baselines."""
-    norm_eps: float = 1e-5
-    """Added inside the RMS so that an all-zero residual gives zero, not NaN."""
+    """Sites with AbsTopK; a subset of ABSTOPK_SITES ("resid" covers all of RESID_SITES). Empty for dense baselines."""
+    abstopk_rounding: str = "round"
+    """How k is computed from abstopk_frac * width: "round", "floor" or "floor_min1" (see ABSTOPK_ROUNDINGS)."""
+    norm_eps: float | str = 1e-5
+    """Added inside the RMS so that an all-zero residual gives zero, not NaN; "dtype" uses the machine epsilon of the activations' dtype."""
+    activation: str = "gelu"
+    """MLP nonlinearity: "gelu" (exact, erf-based) or "relu"."""
+    unembed_bias: str = "parameter"
+    """Bias of the unembedding: "parameter" (trained), "buffer" (fixed, saved with the weights) or "none"."""
 
     def __post_init__(self) -> None:
         self.abstopk_sites = tuple(self.abstopk_sites)
@@ -73,6 +90,17 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.abstopk_sites has unknown sites {unknown}; allowed: {list(ABSTOPK_SITES)}")
         if not 0.0 < self.abstopk_frac <= 1.0:
             raise ValueError(f"ModelConfig.abstopk_frac must be in (0, 1], got {self.abstopk_frac}")
+        if self.mlp_width is not None and (not isinstance(self.mlp_width, int) or self.mlp_width < 1):
+            raise ValueError(f"ModelConfig.mlp_width must be a positive integer or null, got {self.mlp_width!r}")
+        if self.norm_eps != "dtype" and (isinstance(self.norm_eps, (str, bool)) or not self.norm_eps > 0):
+            raise ValueError(f'ModelConfig.norm_eps must be a positive number or "dtype", got {self.norm_eps!r}')
+        for name, allowed in (
+            ("abstopk_rounding", ABSTOPK_ROUNDINGS),
+            ("activation", tuple(ACTIVATIONS)),
+            ("unembed_bias", UNEMBED_BIASES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
 
     @property
     def n_head(self) -> int:
@@ -80,7 +108,15 @@ class ModelConfig:
 
     @property
     def d_mlp(self) -> int:
-        return self.mlp_ratio * self.d_model
+        return self.mlp_width if self.mlp_width is not None else self.mlp_ratio * self.d_model
+
+    def has_abstopk(self, site: str) -> bool:
+        """Whether AbsTopK acts at ``site`` (a node site or one of RESID_SITES; "resid" stands for all of those)."""
+        return site in self.abstopk_sites or (site in RESID_SITES and "resid" in self.abstopk_sites)
+
+    def abstopk(self, site: str) -> AbsTopK:
+        """The AbsTopK module of ``site``: identity when the site has none."""
+        return AbsTopK(self.abstopk_frac, self.has_abstopk(site), self.abstopk_rounding)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -92,10 +128,18 @@ class ModelConfig:
         return strict_from_dict(cls, d)
 
 
-def abs_topk(x: torch.Tensor, frac: float) -> torch.Tensor:
-    """Keep the k = round(frac * width) entries of largest |x| along the last dim, zero the rest."""
+def abstopk_k(frac: float, width: int, rounding: str = "round") -> int:
+    """How many entries AbsTopK keeps of ``width`` (see ABSTOPK_ROUNDINGS)."""
+    if rounding == "round":
+        return max(1, round(frac * width))
+    k = int(frac * width)
+    return max(1, k) if rounding == "floor_min1" else k
+
+
+def abs_topk(x: torch.Tensor, frac: float, rounding: str = "round") -> torch.Tensor:
+    """Keep the k entries of largest |x| along the last dim (k from ``abstopk_k``), zero the rest."""
     width = x.shape[-1]
-    k = max(1, round(frac * width))
+    k = abstopk_k(frac, width, rounding)
     if k >= width:
         return x
     idx = x.abs().topk(k, dim=-1, sorted=False).indices
@@ -105,21 +149,21 @@ def abs_topk(x: torch.Tensor, frac: float) -> torch.Tensor:
 class AbsTopK(nn.Module):
     """AbsTopK at one site; identity when the site is not in config.abstopk_sites."""
 
-    def __init__(self, frac: float, active: bool) -> None:
+    def __init__(self, frac: float, active: bool, rounding: str = "round") -> None:
         super().__init__()
-        self.frac, self.active = frac, active
+        self.frac, self.active, self.rounding = frac, active, rounding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return abs_topk(x, self.frac) if self.active else x
+        return abs_topk(x, self.frac, self.rounding) if self.active else x
 
     def extra_repr(self) -> str:
-        return f"frac={self.frac}" if self.active else "off"
+        return f"frac={self.frac}, rounding={self.rounding}" if self.active else "off"
 
 
 class RMSNorm(nn.Module):
     """x / rms(x) * weight. hook_scale exposes rms(x) [B, T, 1], which frozen-layernorm pruning replaces."""
 
-    def __init__(self, d: int, eps: float) -> None:
+    def __init__(self, d: int, eps: float | str) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(d))
         self.eps = eps
@@ -127,7 +171,8 @@ class RMSNorm(nn.Module):
         self.hook_normalized = HookPoint()  # [B, T, D]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.hook_scale(x.pow(2).mean(-1, keepdim=True).add(self.eps).sqrt())
+        eps = torch.finfo(x.dtype).eps if self.eps == "dtype" else self.eps
+        scale = self.hook_scale(x.pow(2).mean(-1, keepdim=True).add(eps).sqrt())
         return self.hook_normalized(x / scale * self.weight)
 
 
@@ -137,8 +182,7 @@ class Attention(nn.Module):
         self.n_head, self.d_head = cfg.n_head, cfg.d_head
         D = cfg.d_model
         self.W_Q, self.W_K, self.W_V, self.W_O = (nn.Linear(D, D) for _ in range(4))
-        sites = set(cfg.abstopk_sites)
-        self.topk_q, self.topk_k, self.topk_v = (AbsTopK(cfg.abstopk_frac, s in sites) for s in ("q", "k", "v"))
+        self.topk_q, self.topk_k, self.topk_v = (cfg.abstopk(s) for s in ("q", "k", "v"))
         # Sink logit per head; a zero sink logit with no sink would be wrong, so disable by -inf.
         self.sink = nn.Parameter(torch.zeros(self.n_head)) if cfg.attention_sink else None
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # [B, T, H, E]
@@ -174,24 +218,26 @@ class MLP(nn.Module):
         super().__init__()
         self.W_in = nn.Linear(cfg.d_model, cfg.d_mlp)
         self.W_out = nn.Linear(cfg.d_mlp, cfg.d_model)
-        self.topk_neuron = AbsTopK(cfg.abstopk_frac, "mlp_neuron" in cfg.abstopk_sites)
-        self.hook_pre = HookPoint()  # [B, T, F] before GELU
-        self.hook_post = HookPoint()  # [B, T, F] after GELU and AbsTopK: the mlp_neuron nodes
+        self.topk_neuron = cfg.abstopk("mlp_neuron")
+        self.activation = ACTIVATIONS[cfg.activation]
+        self.hook_pre = HookPoint()  # [B, T, F] before the activation
+        self.hook_post = HookPoint()  # [B, T, F] after the activation and AbsTopK: the mlp_neuron nodes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.hook_post(self.topk_neuron(F.gelu(self.hook_pre(self.W_in(x)))))
+        h = self.hook_post(self.topk_neuron(self.activation(self.hook_pre(self.W_in(x)))))
         return self.W_out(h)
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, last: bool = False) -> None:
         super().__init__()
-        topk = lambda site: AbsTopK(cfg.abstopk_frac, site in cfg.abstopk_sites)  # noqa: E731
         self.ln1, self.ln2 = RMSNorm(cfg.d_model, cfg.norm_eps), RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn, self.mlp = Attention(cfg), MLP(cfg)
-        self.topk_attn_in, self.topk_attn_out = topk("attn_in"), topk("attn_out")
-        self.topk_mlp_in, self.topk_mlp_out = topk("mlp_in"), topk("mlp_out")
-        self.topk_resid = topk("resid")
+        self.topk_attn_in, self.topk_attn_out = cfg.abstopk("attn_in"), cfg.abstopk("attn_out")
+        self.topk_mlp_in, self.topk_mlp_out = cfg.abstopk("mlp_in"), cfg.abstopk("mlp_out")
+        self.topk_resid_mid = cfg.abstopk("resid_mid")
+        # The last block's output feeds the final norm: its AbsTopK is the "resid_final" site.
+        self.topk_resid_post = cfg.abstopk("resid_final" if last else "resid_post")
         self.hook_resid_pre, self.hook_resid_mid, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
         self.hook_attn_in, self.hook_attn_out = HookPoint(), HookPoint()  # [B, T, D]
         self.hook_mlp_in, self.hook_mlp_out = HookPoint(), HookPoint()  # [B, T, D]
@@ -203,9 +249,9 @@ class Block(nn.Module):
         attn_out = self.hook_attn_out(self.topk_attn_out(self.attn(attn_in, at)))
         if at is not None:
             x = x[torch.arange(x.shape[0], device=x.device), at][:, None]  # [B, 1, D]
-        x = self.hook_resid_mid(self.topk_resid(x + attn_out))
+        x = self.hook_resid_mid(self.topk_resid_mid(x + attn_out))
         mlp_out = self.hook_mlp_out(self.topk_mlp_out(self.mlp(self.hook_mlp_in(self.topk_mlp_in(self.ln2(x))))))
-        return self.hook_resid_post(self.topk_resid(x + mlp_out))
+        return self.hook_resid_post(self.topk_resid_post(x + mlp_out))
 
 
 class SparseGPT(HookedModule):
@@ -215,10 +261,14 @@ class SparseGPT(HookedModule):
         D, V = cfg.d_model, cfg.vocab_size
         self.embed = nn.Embedding(V, D)
         self.pos_embed = nn.Embedding(cfg.n_ctx, D) if cfg.positional_embedding else None
-        self.topk_resid = AbsTopK(cfg.abstopk_frac, "resid" in cfg.abstopk_sites)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.topk_resid_embed = cfg.abstopk("resid_embed")
+        self.blocks = nn.ModuleList(Block(cfg, last=i == cfg.n_layer - 1) for i in range(cfg.n_layer))
         self.ln_final = RMSNorm(D, cfg.norm_eps)
-        self.unembed = nn.Linear(D, V)
+        self.unembed = nn.Linear(D, V, bias=cfg.unembed_bias != "none")
+        if cfg.unembed_bias == "buffer":
+            # Same state-dict key ("unembed.bias") as a parameter, but outside the optimizer's reach.
+            del self.unembed.bias
+            self.unembed.register_buffer("bias", torch.zeros(V))
         self.bigram = nn.Embedding(V, V) if cfg.bigram_table else None
         self.hook_embed = HookPoint()  # [B, T, D]
         self.hook_logits = HookPoint()  # [B, T, V]
@@ -252,7 +302,7 @@ class SparseGPT(HookedModule):
             if T > self.cfg.n_ctx:
                 raise ValueError(f"sequence length {T} exceeds n_ctx={self.cfg.n_ctx} of the positional embedding")
             x = x + self.pos_embed(torch.arange(T, device=tokens.device))
-        x = self.topk_resid(x)
+        x = self.topk_resid_embed(x)
         for i, block in enumerate(self.blocks):
             x = block(x, at if i == len(self.blocks) - 1 else None)
         logits = self.unembed(self.ln_final(x))

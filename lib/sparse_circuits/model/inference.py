@@ -11,7 +11,7 @@ from ..core.config import strict_from_dict
 from ..core.storage import CheckpointError
 from ..data.batches import BatchStream
 from ..data.sources import CorpusConfig
-from ..data.tokenizer import EOS, decode, encode, load_tokenizer
+from ..data.tokenizer import decode, encode, eos_id, load_tokenizer
 from . import checkpoint as ckpt
 from .gpt import NODE_SITES, SparseGPT
 
@@ -19,6 +19,7 @@ from .gpt import NODE_SITES, SparseGPT
 def load(model_dir: str | Path, device: str | torch.device = "cpu"):
     """(model, tokenizer, config) from a model directory; ``model.corpus`` is the corpus it was trained on."""
     model, config = ckpt.load_model(model_dir, device)
+    ckpt.check_tokenizer(model_dir, config)
     tok = load_tokenizer(Path(model_dir) / ckpt.TOKENIZER_FILE)
     if tok.get_vocab_size() != model.cfg.vocab_size:
         raise CheckpointError(
@@ -53,7 +54,7 @@ def evaluate_lm(model: SparseGPT, stream: BatchStream, n_batches: int, device) -
 
 def prompt_ids(tok, text: str) -> list[int]:
     """A prompt as the model saw text in training: <eos> then the tokens."""
-    return [tok.token_to_id(EOS), *encode(tok, text)]
+    return [eos_id(tok), *encode(tok, text)]
 
 
 @torch.no_grad()
@@ -67,10 +68,12 @@ def sample(
     stop_at_eos: bool = True,
 ) -> str:
     """Prompt plus a sampled continuation (greedy when temperature is 0)."""
+    if not temperature >= 0 or max_new_tokens < 0:  # "not >=" also refuses NaN
+        raise ValueError(f"sample needs temperature >= 0 and max_new_tokens >= 0, got {temperature}, {max_new_tokens}")
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
     ids = prompt_ids(tok, prompt)
-    eos = tok.token_to_id(EOS)
+    eos = eos_id(tok)
     start = len(ids)
     for _ in range(max_new_tokens):
         ctx = torch.tensor([ids[-model.cfg.n_ctx :]], device=device)

@@ -1,30 +1,35 @@
 """Circuit extraction by pruning with learned node masks (SPEC section 5), many seeds in one run.
 
 Each mask logit tau_i gates one node: forward value a_i + H(tau_i) (x_i - a_i) (Heaviside), backward through
-d/dtau sigmoid(tau_i / T) (straight-through). Loss = task loss + k_coef * (number of kept nodes). S
-independent runs (different seeds and/or k_coef values) share one forward pass: the batch holds S blocks
-of B prompts and the mask has a leading dimension S. Then each run is discretized: nodes ranked by tau,
-the smallest top-k whose loss on fixed evaluation prompts is <= the target found by a vectorized search.
+d/dtau sigmoid(tau_i / T) (straight-through). Loss = task loss + k_coef * (number of kept nodes), the task loss
+with the non-kept nodes ablated fully (standard), stochastically or by a restricted adversary (the faithful
+objectives), the count always of the keep mask itself. S independent runs (different seeds and/or k_coef values)
+share one forward pass: the batch holds S blocks of B prompts and the mask has a leading dimension S. Then each
+run is discretized (``discretize``): nodes ranked by tau, the smallest top-k meeting the criterion on fixed
+evaluation prompts, found by a vectorized search.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..circuits.ablation import Ablation, Resampler, check_ablation
-from ..circuits.circuit import Circuit
-from ..circuits.evaluate import MaskEvaluator
+from ..circuits.circuit import Circuit, task_record
+from ..circuits.evaluate import MaskEvaluator, Measure
 from ..circuits.layout import NodeLayout
 from ..circuits.masking import topk_masks, weights_frozen
-from ..core.config import strict_from_dict
+from ..core.config import check_numbers, strict_from_dict
 from ..core.seeds import derived_seed
 from ..data.sources import CorpusConfig
 from ..model.gpt import SparseGPT
-from ..tasks import SPLITS, Task, TaskData, filter_prompts
+from ..tasks import SPLITS, Task, TaskData, filter_prompts, run_answer_logits
+from .discretize import Discretization
 
 
 @dataclass
@@ -59,11 +64,18 @@ class PruneConfig:
     """Node counts evaluated at once per round of the discretization search."""
     objective: str = "standard"
     """How non-kept nodes are ablated while masks are learned: "standard" (fully), "stochastic" (x = a + z (x - a)
-    with z ~ U(0, 1) per node, fresh each step) or "adversarial" (z in [0, 1] per node chosen by a restricted
-    adversary: one pattern per run and batch, updated by sign-gradient ascent on the task loss). Discretization
-    always evaluates full ablation."""
+    with z drawn per node, fresh each step, see ``stochastic_z``) or "adversarial" (z in [0, 1] per node chosen by a
+    restricted persistent adversary: one pattern per run and batch, carried over steps and moved by sign-gradient
+    ascent on ``adversary_loss``). The size penalty and the logged counts always use the keep mask H(tau) itself."""
+    stochastic_z: str = "uniform"
+    """Distribution of the stochastic objective's z: "uniform" (U(0, 1)) or "bernoulli" (0 or 1 with p = 1/2)."""
+    stochastic_per_prompt: bool = False
+    """Draw the stochastic z per prompt instead of once per run and batch (shared by every position either way)."""
     adversary_steps: int = 1
     adversary_lr: float = 0.1
+    adversary_loss: str = "task"
+    """What the adversary maximizes: "task" (the task loss) or "kl" (KL from the model's next-token distribution to
+    the pruned one at the answer position, over the whole vocabulary)."""
     seed_chunk: int = 8
     """Runs per forward/backward pass within a step (gradients accumulate over chunks before one optimizer step).
     Exact, since runs are independent; keeps activations cache-sized, which is faster than one huge batch on CPU."""
@@ -72,19 +84,50 @@ class PruneConfig:
     find a smaller passing circuit; off by default until the walkthrough notebooks are re-verified with it."""
     filter_prompts: bool = False
     """Prune only on train prompts the model itself gets right (p > 0.3 full, > 0.8 binary; Drori's filter)."""
+    split_names: bool = False
+    """Divide the task's names into train/val/test too (``TaskSpec.split_names``), so held-out prompts have unseen
+    names as well as unseen templates."""
+    min_stochastic_f: float | None = None
+    """Discretization also requires normalized faithfulness f >= this with the non-kept nodes ablated stochastically
+    (z as ``stochastic_z`` / ``stochastic_per_prompt``, averaged over ``check_samples`` draws)."""
+    min_adversarial_f: float | None = None
+    """Discretization also requires f >= this under the restricted adversary (``check_adversary_steps`` steps of
+    sign-gradient ascent on ``adversary_loss`` from a seeded start)."""
+    check_samples: int = 4
+    """z draws per candidate circuit for ``min_stochastic_f``."""
+    check_adversary_steps: int = 10
+    """Adversary steps per candidate circuit for ``min_adversarial_f``."""
 
     def __post_init__(self) -> None:
         check_ablation(self.ablation)
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; allowed: {list(OBJECTIVES)}")
+        for name, allowed in (
+            ("objective", OBJECTIVES),
+            ("stochastic_z", STOCHASTIC_Z),
+            ("adversary_loss", ADVERSARY_LOSSES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; allowed: {list(allowed)}")
         for s in (self.train_split, self.eval_split):
             if s not in SPLITS:
                 raise ValueError(f"PruneConfig split {s!r} unknown; allowed: {list(SPLITS)}")
-        for name in ("steps", "batch_size", "eval_n", "search_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"PruneConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.temperature <= 0 or self.k_coef < 0 or self.target_loss <= 0:
-            raise ValueError("PruneConfig needs temperature > 0, k_coef >= 0 and target_loss > 0")
+        check_numbers(
+            self,
+            counts=(
+                "steps",
+                "batch_size",
+                "eval_n",
+                "search_points",
+                "seed_chunk",
+                "check_samples",
+                "check_adversary_steps",
+            ),
+            integers=("adversary_steps",),
+            positive=("lr", "temperature", "target_loss"),
+            non_negative=("weight_decay", "k_coef", "init_std", "adversary_lr"),
+            fractions=("beta1", "beta2"),
+        )
+        if not math.isfinite(self.init_mean):
+            raise ValueError(f"PruneConfig.init_mean must be finite, got {self.init_mean!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +138,15 @@ class PruneConfig:
 
 
 OBJECTIVES = ("standard", "stochastic", "adversarial")
+STOCHASTIC_Z = ("uniform", "bernoulli")
+ADVERSARY_LOSSES = ("task", "kl")
+
+
+def mix_ablation(keep: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Kept nodes stay whole, the rest are ablated only by 1 - z: keep [S, N] with z [S, N] -> [S, N], or with
+    z [S, B, N] (per prompt) -> [S, B, N]."""
+    keep = keep[:, None] if z.dim() == 3 else keep
+    return keep + (1 - keep) * z
 
 
 def ste_mask(tau: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -103,8 +155,9 @@ def ste_mask(tau: torch.Tensor, temperature: float) -> torch.Tensor:
     return (tau > 0).to(tau.dtype) + soft - soft.detach()
 
 
-class Pruner:
-    """Everything pruning needs for one (model, task, ablation): layout, ablation values, evaluation prompts."""
+class Pruner(Discretization):
+    """Everything pruning needs for one (model, task, ablation): layout, ablation values, evaluation prompts;
+    training the masks, and (``Discretization``) turning them into circuits."""
 
     def __init__(
         self,
@@ -116,6 +169,7 @@ class Pruner:
         means: dict | None = None,
     ) -> None:
         """``means``: node means of this model from an earlier Pruner (mean ablation), to skip recomputing them."""
+        task = task.with_names_split() if cfg.split_names else task
         self.model, self.tok, self.task, self.cfg = model, tokenizer, task, cfg
         self.device = next(model.parameters()).device
         self.layout = NodeLayout(model)
@@ -155,10 +209,15 @@ class Pruner:
             idx.append(torch.randint(len(self.pool), (self.cfg.batch_size,), generator=g))
         return self.pool.index(torch.cat(idx).to(self.pool.tokens.device))
 
-    def losses(self, mask: torch.Tensor, data: TaskData, ablation) -> torch.Tensor:
-        """[S] mean task loss of each mask [S, N] on its own block of ``data`` (S blocks of equal size), with
-        ``ablation`` values for that batch (``ablation_values``); differentiable in the mask."""
-        return self.evaluator.run(mask, data, shared=False, values=ablation, mean=True)
+    def losses(self, mask: torch.Tensor, data: TaskData, ablation, measure: str | Measure = "loss") -> torch.Tensor:
+        """[S] mean ``measure`` (default the task loss) of each mask on its own block of ``data`` (S blocks of equal
+        size), with ``ablation`` values for that batch (``ablation_values``); differentiable in the mask. The mask is
+        [S, N], or [S, B, N] with one row per prompt of the block."""
+        if mask.dim() == 3:  # one mask per prompt: S*B blocks of one prompt each
+            S, B = mask.shape[:2]
+            per_prompt = self.evaluator.run(mask.reshape(S * B, -1), data, measure, shared=False, values=ablation)
+            return per_prompt.view(S, B).mean(1)
+        return self.evaluator.run(mask, data, measure, shared=False, values=ablation, mean=True)
 
     # ---- training -------------------------------------------------------------------------------------
     def init_tau(self, seeds: list[int]) -> torch.Tensor:
@@ -215,25 +274,12 @@ class Pruner:
                     hi = min(S, lo + c.seed_chunk)
                     part = data.index(range(lo * B, hi * B))
                     abl = self.ablation_values(seeds[lo:hi], part, step)
-                    m = ste_mask(torch.stack(taus[lo:hi]), c.temperature)
-                    if c.objective == "stochastic":
-                        z = torch.stack(
-                            [
-                                torch.rand(
-                                    self.n_nodes,
-                                    generator=torch.Generator().manual_seed(
-                                        derived_seed("stochastic", s, step) % 2**63
-                                    ),
-                                )
-                                for s in seeds[lo:hi]
-                            ]
-                        ).to(self.device)
-                        m = m + (1 - m) * z  # kept nodes stay whole; the rest are only partly ablated
-                    elif c.objective == "adversarial":
-                        z_adv[lo:hi] = self.adversary(m.detach(), z_adv[lo:hi], part, abl)
-                        m = m + (1 - m) * z_adv[lo:hi]
-                    task_loss = self.losses(m, part, abl)
-                    kept = m.sum(1)
+                    z = None if z_adv is None else z_adv[lo:hi]
+                    task_loss, kept, z = self.objective_losses(
+                        torch.stack(taus[lo:hi]), seeds[lo:hi], step, part, abl, z
+                    )
+                    if z_adv is not None:
+                        z_adv[lo:hi] = z
                     (task_loss + k_coef[lo:hi] * kept).sum().backward()
                     losses.append(task_loss.detach())
                     kepts.append(kept.detach())
@@ -254,88 +300,68 @@ class Pruner:
                     )
         return torch.stack([t.detach() for t in taus]), history
 
-    def adversary(self, m: torch.Tensor, z: torch.Tensor, data: TaskData, abl) -> torch.Tensor:
+    # ---- faithful objectives ---------------------------------------------------------------------------
+    def draw_z(self, seeds: list[int], step: int, n_prompts: int) -> torch.Tensor:
+        """The stochastic objective's z from (seed, step) alone: [S, N], or [S, n_prompts, N] with
+        ``stochastic_per_prompt``; U(0, 1) or Bernoulli(1/2) as ``stochastic_z`` says."""
+        shape = (n_prompts, self.n_nodes) if self.cfg.stochastic_per_prompt else (self.n_nodes,)
+        z = torch.stack(
+            [
+                torch.rand(shape, generator=torch.Generator().manual_seed(derived_seed("stochastic", s, step) % 2**63))
+                for s in seeds
+            ]
+        ).to(self.device)
+        return (z < 0.5).to(z.dtype) if self.cfg.stochastic_z == "bernoulli" else z
+
+    def objective_losses(
+        self, tau: torch.Tensor, seeds: list[int], step: int, data: TaskData, abl, z_adv: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One step's terms for runs with logits tau [S, N] on ``data`` (S blocks): the task loss [S] with the
+        non-kept nodes ablated as the objective says, the kept-node count [S] of the keep mask H(tau) (what the
+        penalty counts: its gradient does not depend on z), and the adversary's moved patterns [S, N] (adversarial;
+        else None)."""
+        keep = ste_mask(tau, self.cfg.temperature)  # [S, N]
+        kept = keep.sum(1)
+        if self.cfg.objective == "stochastic":
+            return self.mixed_losses(keep, self.draw_z(seeds, step, len(data) // len(seeds)), data, abl), kept, None
+        if self.cfg.objective == "adversarial":
+            z_adv = self.adversary(keep.detach(), z_adv, data, abl)
+            return self.mixed_losses(keep, z_adv, data, abl), kept, z_adv
+        return self.losses(keep, data, abl), kept, None
+
+    def mixed_losses(self, keep: torch.Tensor, z: torch.Tensor, data: TaskData, abl, measure="loss") -> torch.Tensor:
+        """[S] mean ``measure`` of keep masks [S, N] whose other nodes are ablated only by 1 - z (z [S, N], or
+        [S, B, N] per prompt), each mask on its own block of ``data``."""
+        return self.losses(mix_ablation(keep, z), data, abl, measure)
+
+    def adversary_measure(self, data: TaskData) -> str | Measure:
+        """What the adversary ascends on ``data`` (or on masks' repeats of it): "loss", or the per-prompt KL from the
+        unpruned model's answer distribution to the pruned one."""
+        if self.cfg.adversary_loss == "task":
+            return "loss"
+        with torch.no_grad():
+            ref = run_answer_logits(self.model, data).float().log_softmax(-1)  # [n, V]
+
+        def kl_to_model(logits: torch.Tensor, _data: TaskData) -> torch.Tensor:
+            log_q = logits.float().log_softmax(-1)  # [C*n, V], C repeats of the n prompts
+            p = ref.repeat(len(log_q) // len(ref), 1)
+            return F.kl_div(log_q, p, log_target=True, reduction="none").sum(-1)
+
+        return kl_to_model
+
+    def adversary(
+        self, m: torch.Tensor, z: torch.Tensor, data: TaskData, abl, steps: int | None = None
+    ) -> torch.Tensor:
         """Restricted adversary: per run one ablation pattern z in [0, 1]^N for the non-kept nodes, shared by the
-        whole batch and every position, moved by sign-gradient ascent on the task loss."""
-        for _ in range(self.cfg.adversary_steps):
+        whole batch and every position, moved by ``steps`` (default ``adversary_steps``) of sign-gradient ascent on
+        ``adversary_loss``."""
+        measure = self.adversary_measure(data)
+        for _ in range(self.cfg.adversary_steps if steps is None else steps):
             z = z.detach().requires_grad_(True)
-            loss = self.losses(m + (1 - m) * z, data, abl).sum()
+            loss = self.mixed_losses(m, z, data, abl, measure).sum()
             (grad,) = torch.autograd.grad(loss, z)
             z = (z + self.cfg.adversary_lr * grad.sign()).clamp(0.0, 1.0)
         return z.detach()
-
-    # ---- discretization -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def loss_at_counts(
-        self, tau: torch.Tensor, counts: torch.Tensor, data: TaskData | None = None, chunk: int = 32
-    ) -> torch.Tensor:
-        """[M] task loss on fixed prompts when each tau row keeps its top counts[m] nodes (rows paired with counts)."""
-        data = data or self.eval_data
-        out = []
-        for s in range(0, len(counts), chunk):
-            t, k = tau[s : s + chunk], counts[s : s + chunk]
-            seeds = [derived_seed("eval", i) for i in range(len(k))]  # resample values per row of the chunk
-            out.append(self.evaluator.run(topk_masks(t, k), data, seeds=seeds, mean=True).cpu())
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def discretize(self, tau: torch.Tensor) -> dict:
-        """Per run, the fewest top-ranked nodes whose loss on the fixed evaluation prompts is <= target.
-
-        A vectorized search: first, for every run at once, a log-spaced grid of counts from 1 to N (plus, with
-        ``search_trained_count``, the run's own count of nodes with tau > 0: the loss is not monotone in k, and
-        adding back nodes that training switched off can raise it sharply); then rounds of ``search_points`` counts
-        between the largest failing candidate below the first passing one and that one. (A circuit can beat
-        the full model, so the full model is not assumed to pass.) A run where no count passes keeps the
-        count of lowest loss and has ``reached_target`` False.
-        """
-        S, N, G = tau.shape[0], self.n_nodes, self.cfg.search_points
-        target = self.cfg.target_loss
-        grid = torch.cat(
-            [torch.logspace(0, torch.log10(torch.tensor(float(N))), 2 * G).round().long(), torch.tensor([N])]
-        ).unique()
-        trained = (tau > 0).sum(1).clamp(1, N).cpu()
-        extra = (lambda s: trained[s : s + 1]) if self.cfg.search_trained_count else (lambda s: grid[:0])
-        cands = [torch.cat([grid, extra(s)]).unique() for s in range(S)]  # sorted, per run
-        rows = torch.cat([torch.full((len(c),), s) for s, c in enumerate(cands)])
-        losses = self.loss_at_counts(tau[rows], torch.cat(cands)).split([len(c) for c in cands])
-        full_loss = torch.stack([ls[-1] for ls in losses])
-        reached = torch.tensor([bool((ls <= target).any()) for ls in losses])
-        hi, lo, loss_hi = torch.zeros(S, dtype=torch.long), torch.zeros(S, dtype=torch.long), torch.zeros(S)
-        for s, (c, ls) in enumerate(zip(cands, losses)):
-            first = int((ls <= target).nonzero()[0]) if reached[s] else int(ls.argmin())
-            hi[s], loss_hi[s] = c[first], ls[first]
-            lo[s] = c[first - 1] if first > 0 else 0
-        while True:
-            active = (hi - lo > 1) & reached
-            if not active.any():
-                break
-            cand_rows, cand_k = [], []
-            for s in active.nonzero().flatten().tolist():  # a few candidates per run, never a loop over nodes
-                ks = torch.linspace(float(lo[s]), float(hi[s]), G + 2).round().long()[1:-1].unique()
-                ks = ks[(ks > lo[s]) & (ks < hi[s])]
-                cand_rows += [s] * len(ks)
-                cand_k.append(ks)
-            ks = torch.cat(cand_k)
-            rows = torch.tensor(cand_rows)
-            losses = self.loss_at_counts(tau[rows], ks)
-            for s in active.nonzero().flatten().tolist():
-                sel = rows == s
-                k_s, l_s = ks[sel], losses[sel]
-                ok = l_s <= target
-                if ok.any():
-                    f = int(ok.nonzero()[0])
-                    hi[s], loss_hi[s] = k_s[f], l_s[f]
-                    if f > 0:
-                        lo[s] = k_s[f - 1]
-                else:
-                    lo[s] = k_s[-1]
-        return {
-            "n_nodes": hi.tolist(),
-            "loss": loss_hi.tolist(),
-            "reached_target": reached.tolist(),
-            "full_loss": full_loss.tolist(),
-        }
 
 
 def prune(
@@ -370,7 +396,7 @@ def prune(
         nodes = topk_masks(tau[i : i + 1], torch.tensor([k]))[0].bool().cpu()
         meta = {
             "model": model_name,
-            "task": task.name,
+            **task_record(pruner.task),
             "task_loss_kind": task.loss,
             "ablation": cfg.ablation,
             "frozen_ln": cfg.frozen_ln,
@@ -381,6 +407,7 @@ def prune(
             "loss": disc["loss"][i],
             "full_model_loss": disc["full_loss"][i],
             "reached_target": disc["reached_target"][i],
+            **{key: disc[key][i] for key in ("stochastic_f", "adversarial_f") if key in disc},
             "target_loss": cfg.target_loss,
             "n_seeds_in_run": len(seeds),
             "train_prompts": len(pruner.pool),

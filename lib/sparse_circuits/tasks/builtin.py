@@ -4,11 +4,14 @@ nonsense task and two controls), user-registered tasks, and lookup by name, alia
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+
+import yaml
 
 from ..data.generator import question_statement_pairs
 from ..data.words import IOI_SITUATIONS, IOI_VERBS, PRONOUN_ACTIONS, TASK_FEMALE_NAMES, TASK_MALE_NAMES, gender_of
 from .prompts import Task
-from .spec import TaskSpec
+from .spec import TaskSpec, TaskSpecError
 
 _M, _F = list(TASK_MALE_NAMES), list(TASK_FEMALE_NAMES)
 _NAMES = _M + _F
@@ -29,6 +32,7 @@ def _pronoun_spec(name: str, target: dict, incorrect: dict | None = None, descri
         incorrect=incorrect,
         loss="full",
         split_slots=["action"],
+        name_slots=["name"],
         description=description,
     )
 
@@ -46,6 +50,7 @@ def _ioi_spec(variant: str) -> TaskSpec:
         target={"slot": "name_1", "map": {n: "him" if _G[n] == "male" else "her" for n in _NAMES}},
         loss="binary",
         split_slots=["situation"],
+        name_slots=["name_1", "name_2"],
         distinct=[["name_1", "name_2"]],
         family="ioi",
         constraint=relation,
@@ -91,6 +96,7 @@ BUILTIN_TASKS: dict[str, Callable[[], TaskSpec]] = {
 }
 ALIASES = {"ioi_opposite": "ioi", "ioi:opposite": "ioi", "ioi:same": "ioi_same", "ioi:mixed": "ioi_mixed"}
 _CUSTOM: dict[str, TaskSpec] = {}
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def register_task(spec: TaskSpec | dict) -> Task:
@@ -104,15 +110,28 @@ def task_names() -> list[str]:
     return [*BUILTIN_TASKS, *_CUSTOM]
 
 
-def get_task(name: str | TaskSpec | dict) -> Task:
-    """A task by registry name (or alias), a TaskSpec, a spec dict, or a path to a YAML spec."""
+def get_task(name: str | Path | TaskSpec | dict) -> Task:
+    """A task by registry name (or alias), a TaskSpec, a spec dict, or the path of a spec file (YAML or JSON,
+    any file name); registry names come before files of the same name."""
     if isinstance(name, TaskSpec | dict):
         return Task(name if isinstance(name, TaskSpec) else TaskSpec.from_dict(name))
-    if name.endswith((".yaml", ".yml")):
-        return Task(TaskSpec.from_yaml(name))
-    name = ALIASES.get(name, name)
-    if name in _CUSTOM:
-        return Task(_CUSTOM[name])
-    if name not in BUILTIN_TASKS:
-        raise KeyError(f"unknown task {name!r}; known: {task_names()} (or a path to a YAML task spec)")
-    return Task(BUILTIN_TASKS[name]())
+    key = ALIASES.get(str(name), str(name))
+    if key in _CUSTOM:
+        return Task(_CUSTOM[key])
+    if key in BUILTIN_TASKS:
+        return Task(BUILTIN_TASKS[key]())
+    path = Path(name)
+    if path.exists() or path.suffix in SPEC_SUFFIXES:
+        return Task(_spec_from_file(path))
+    raise KeyError(f"unknown task {key!r}; known: {task_names()} (or the path of a task spec file)")
+
+
+def _spec_from_file(path: Path) -> TaskSpec:
+    """A spec file read as YAML (JSON is YAML too); a file that is not a spec gets a TaskSpecError naming it."""
+    if path.exists() and not path.is_file():
+        raise TaskSpecError(f"{path}: not a file (a task spec is a YAML or JSON file)")
+    try:
+        return TaskSpec.from_yaml(path)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        reason = " ".join(str(e).split())  # the parser's multi-line message on one line
+        raise TaskSpecError(f"{path}: not a valid task spec (YAML or JSON): {reason}") from e

@@ -15,10 +15,11 @@ from itertools import islice
 from pathlib import Path
 
 import torch
+import yaml
 from tqdm.auto import tqdm
 
 from ..core import storage
-from ..core.config import strict_from_dict
+from ..core.config import check_numbers, strict_from_dict
 from ..core.device import default_device
 from ..data.batches import BatchStream
 from ..data.sources import CorpusConfig, iter_texts
@@ -69,6 +70,14 @@ class TrainConfig:
     """Steps between atomic resumable checkpoints."""
 
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            counts=("steps", "batch_size", "eval_every", "eval_batches", "log_every", "checkpoint_every"),
+            integers=("min_per_neuron", "seed"),
+            positive=("lr", "eps"),
+            non_negative=("weight_decay",),
+            fractions=("warmup_frac", "l0_target", "anneal_start", "anneal_end", "beta1", "beta2"),
+        )
         if self.l0_schedule not in L0_SCHEDULES:
             raise ValueError(
                 f"TrainConfig.l0_schedule: unknown schedule {self.l0_schedule!r}; allowed: {list(L0_SCHEDULES)}"
@@ -77,9 +86,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.l0_target must be in (0, 1], got {self.l0_target}")
         if not 0.0 <= self.anneal_start < self.anneal_end <= 1.0:
             raise ValueError("TrainConfig needs 0 <= anneal_start < anneal_end <= 1")
-        for name in ("steps", "batch_size", "eval_every", "eval_batches", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -108,12 +114,11 @@ class RunConfig:
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text)
-        else:
-            d = json.loads(text)
+        try:
+            d = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as e:
+            reason = " ".join(str(e).split())  # the parser's multi-line message on one line
+            raise ValueError(f"{path}: not valid YAML or JSON: {reason}") from e
         try:
             return cls.from_dict(d)
         except (TypeError, ValueError) as e:
@@ -143,12 +148,13 @@ class Trainer:
     def __init__(self, run: RunConfig, out_dir: str | Path, device: str | torch.device | None = None) -> None:
         self.run_cfg, self.cfg = run, run.train
         self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._refuse_finished_model()
         self.device = torch.device(device) if device is not None else default_device()
         tok_path = self.out / ckpt.TOKENIZER_FILE
-        self.tokenizer = load_tokenizer(tok_path) if tok_path.exists() else make_tokenizer(run.corpus)
-        if not tok_path.exists():
-            save_tokenizer(self.tokenizer, tok_path)
+        with storage.output_lock(self.out):  # a busy directory is refused before the tokenizer is built
+            self.tokenizer = load_tokenizer(tok_path) if tok_path.exists() else make_tokenizer(run.corpus)
+            if not tok_path.exists():
+                save_tokenizer(self.tokenizer, tok_path)
         torch.manual_seed(self.cfg.seed)
         mcfg = ModelConfig(vocab_size=self.tokenizer.get_vocab_size(), **run.model)
         self.model = SparseGPT(mcfg).to(self.device)
@@ -210,22 +216,58 @@ class Trainer:
             for key, val in st.items():
                 opt_tensors[f"{names[id(p)]}::{key}"] = val.reshape(1) if val.ndim == 0 else val
         storage.save_tensors(tmp / "optimizer.safetensors", opt_tensors, sparse_below=0.0)
-        storage.write_json(tmp / "state.json", {"step": self.step, "tokens": self.tokens})
+        state = {"step": self.step, "tokens": self.tokens, "run": self._resume_settings()}
+        storage.write_json(tmp / "state.json", state)
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
             final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
 
-    def load_checkpoint(self) -> bool:
+    def _refuse_finished_model(self) -> None:
+        """A directory with model files and no checkpoint holds a finished model, which is never overwritten."""
+        if (self.out / ckpt.WEIGHTS_FILE).exists() and self._checkpoint_dir() is None:
+            raise FileExistsError(
+                f"{self.out} already holds a trained model ({ckpt.WEIGHTS_FILE}); choose another --out or delete it"
+            )
+
+    def _checkpoint_dir(self) -> Path | None:
         for name in (self.CKPT, self.CKPT + ".old"):  # .old survives a kill between the two renames
-            d = self.out / name
-            if (d / "state.json").exists():
-                break
-        else:
+            if (self.out / name / "state.json").exists():
+                return self.out / name
+        return None
+
+    def _resume_settings(self) -> dict:
+        """What a checkpoint may only be continued under: the architecture, optimization and data (not the name)."""
+        return {key: value for key, value in self.run_cfg.to_dict().items() if key != "name"}
+
+    def _check_resume(self, state_file: Path, state: dict) -> None:
+        """Refuse to continue a checkpoint under other settings, or with fewer steps than it already has."""
+        recorded, current = state.get("run"), self._resume_settings()
+        if recorded is not None and recorded != current:
+            changed = [
+                f"{section}.{key}: {recorded[section].get(key)!r} -> {value!r}"
+                for section, fields in current.items()
+                for key, value in fields.items()
+                if recorded.get(section, {}).get(key) != value
+            ]
+            raise storage.CheckpointError(
+                f"{state_file}: the checkpoint was written under another run config ({'; '.join(changed)}); "
+                "resume with the same settings or choose another --out"
+            )
+        if state["step"] > self.cfg.steps:
+            raise storage.CheckpointError(
+                f"{state_file}: the checkpoint is at step {state['step']}, beyond steps={self.cfg.steps}"
+            )
+
+    def load_checkpoint(self) -> bool:
+        d = self._checkpoint_dir()
+        if d is None:
             return False
         state = storage.read_json(d / "state.json")
-        self.model.load_state_dict(storage.load_tensors(d / "model.safetensors"))
+        self._check_resume(d / "state.json", state)
+        expected = {k: tuple(t.shape) for k, t in self.model.state_dict().items()}
+        self.model.load_state_dict(storage.load_tensors(d / "model.safetensors", expected))
         opt_t = storage.load_tensors(d / "optimizer.safetensors")
         params = dict(self.model.named_parameters())
         for key, val in opt_t.items():
@@ -249,12 +291,14 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------------------------------------
     def run(self, stop_after: int | None = None, progress: bool = True) -> dict:
-        """Train to ``cfg.steps`` (or stop after ``stop_after`` steps, for tests), then write the model files."""
+        """Train to ``cfg.steps`` (or stop after ``stop_after`` steps, for tests), then write the model files;
+        the output directory is locked against a second writer meanwhile."""
+        with storage.output_lock(self.out):
+            return self._run(stop_after, progress)
+
+    def _run(self, stop_after: int | None, progress: bool) -> dict:
+        self._refuse_finished_model()  # again under the lock: another writer may have finished meanwhile
         resumed = self.load_checkpoint()
-        if not resumed and (self.out / ckpt.WEIGHTS_FILE).exists():
-            raise FileExistsError(
-                f"{self.out} already holds a trained model ({ckpt.WEIGHTS_FILE}); choose another --out or delete it"
-            )
         self._truncate_metrics() if resumed else (self.out / ckpt.METRICS_FILE).unlink(missing_ok=True)
         c = self.cfg
         end = c.steps if stop_after is None else min(c.steps, stop_after)

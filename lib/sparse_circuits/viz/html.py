@@ -14,7 +14,7 @@ import torch
 
 from ..circuits.graph import bias_like_nodes, downstream, edge_counts, flow_edges, node_weights, upstream
 from ..model.gpt import SparseGPT
-from ..tasks import TaskData, get_task
+from ..tasks import TaskData
 from .graph_plot import NEG, POS, esc, graph_svg, rgba
 from .inspector import InspectorData
 
@@ -298,9 +298,7 @@ def circuit_to_html(
     effect, bias-like flag, attention patterns of its head). ``data`` defaults to ``n_prompts`` prompts
     of the circuit's task on ``split``; beyond ``max_edges`` only the strongest edges are drawn."""
     if data is None:
-        if "task" not in circuit.meta:
-            raise ValueError("the circuit records no task: pass data=task.data(split, tok)")
-        data = get_task(circuit.meta["task"]).data(split, tok, n_prompts)
+        data = circuit.task().data(split, tok, n_prompts)
     view = InspectorData.build(model, tok, circuit, data, ablation=ablation, means=means)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

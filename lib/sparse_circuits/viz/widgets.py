@@ -6,8 +6,9 @@
 Controls pick the model, task (whose prompts are shown), circuit, node budget k (``circuit.at_count(k)``),
 prompt split and count, and the node. Everything a view needs is computed once per choice of those
 (``inspector.InspectorData``, cached), so selecting a node only slices caches and runs one small forward
-pass. Widget state is not kept in executed notebooks: for papers use ``graph_plot.plot_circuit_graph``
-or the static export ``html.circuit_to_html``.
+pass. Widget state is not kept in executed notebooks, so the widget also offers a static HTML view (the
+summary and the circuit's graph as SVG) that a saved notebook shows instead; for papers use
+``graph_plot.plot_circuit_graph`` or the static export ``html.circuit_to_html``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..tasks import SPLITS, Task, TaskSpecError, get_task
 from .graph_plot import esc, graph_svg
 from .html import node_panel_html, summary_html
 from .inspector import InspectorData
+
+STATIC_HINT = "Static view of the circuit inspector: run the notebook with a live kernel to select nodes."
 
 
 class CircuitInspector(W.VBox):
@@ -43,8 +46,13 @@ class CircuitInspector(W.VBox):
         if not models or not circuits:
             raise ValueError("CircuitInspector needs at least one model and one circuit")
         self.models, self.circuits = dict(models), dict(circuits)
-        names = tasks or sorted({c.meta["task"] for c in circuits.values() if c.meta.get("task")}) or ["pronoun"]
-        self.tasks = {t.name if isinstance(t, Task) else t: (t if isinstance(t, Task) else get_task(t)) for t in names}
+        if tasks:
+            self.tasks = {
+                t.name if isinstance(t, Task) else t: (t if isinstance(t, Task) else get_task(t)) for t in tasks
+            }
+        else:  # the circuits' own tasks, from their recorded specs (user tasks need no registry entry)
+            recorded = {c.meta["task"]: c for c in circuits.values() if c.meta.get("task")}
+            self.tasks = {name: recorded[name].task() for name in sorted(recorded)} or {"pronoun": get_task("pronoun")}
         self.snippet_args = (snippet_batches, snippet_batch_size)
         self.max_edges = max_edges  # the graph is redrawn on every selection: keep it light
         self._views: dict[tuple, InspectorData] = {}
@@ -84,6 +92,21 @@ class CircuitInspector(W.VBox):
             w.observe(lambda _: self._reload(), "value")
         self.node.observe(lambda _: self._show_node(), "value")
         self._on_model()
+
+    # ---- display -----------------------------------------------------------------------------------
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The live widget view plus a static ``text/html`` fallback: front ends with a live kernel render
+        the widget, while a saved notebook (no widget state) shows the circuit's summary and graph."""
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        return {**bundle, "text/html": self.static_html()}
+
+    def static_html(self) -> str:
+        """The current circuit as static HTML: its summary, its whole graph as SVG and how to get the live view."""
+        hint = f"<p><i>{STATIC_HINT}</i></p>"
+        if self.view is None:
+            return self.status.value + hint
+        svg = graph_svg(self.view.graph, self.view.positions, adj=self.view.adj, max_edges=self.max_edges)
+        return summary_html(self.view) + svg + hint
 
     # ---- controls -----------------------------------------------------------------------------------
     def _on_model(self, _=None) -> None:
