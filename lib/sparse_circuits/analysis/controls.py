@@ -1,4 +1,4 @@
-"""Controls for pruned circuits (SPEC section 6) and helpers of the nonsense-task comparison (D1).
+"""Controls for pruned circuits (docs/method.md, Faithfulness experiments) and helpers of the nonsense-task comparison (D1).
 
 - ``randomize_weights``: the random-weights control. A copy of a model whose weight matrices are redrawn at random
   on the *same* sparsity pattern; pruning it exactly like the trained model shows how much a node mask alone can

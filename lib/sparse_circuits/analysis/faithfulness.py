@@ -1,4 +1,4 @@
-"""Faithfulness of a circuit to its model (SPEC section 7), measured on fixed held-out prompts.
+"""Faithfulness of a circuit to its model (docs/method.md, Faithfulness experiments), measured on fixed held-out prompts.
 
 For a circuit C of model M with ablation values a, the normalized faithfulness is
 ``f = (L_empty - L_C) / (L_empty - L_M)``: 1 when the circuit does as well as the model, 0 when it does no

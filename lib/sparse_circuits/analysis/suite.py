@@ -1,4 +1,4 @@
-"""The faithfulness metric suite: one call scores any circuit of any model by every measure of SPEC section 7.
+"""The faithfulness metric suite: one call scores any circuit of any model by every measure of docs/faithfulness.md.
 
     report = faithfulness_report(model, tok, circuit, FaithfulnessConfig(eval_n=64))
 

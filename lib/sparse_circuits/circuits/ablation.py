@@ -1,4 +1,4 @@
-"""Ablation values for pruned nodes (SPEC section 5): zero, mean, or resample.
+"""Ablation values for pruned nodes (docs/method.md, Pruning): zero, mean, or resample.
 
 Means and resampled activations come from held-out text of the model's own pretraining corpus (``model.corpus``,
 recorded when the model is loaded), run through the actual model, AbsTopK included (computing them without it

@@ -1,4 +1,4 @@
-"""Node masks applied through hook points (SPEC section 5): value = a + m * (x - a).
+"""Node masks applied through hook points (docs/method.md, Pruning): value = a + m * (x - a).
 
 A mask over all nodes (``layout.NodeLayout`` order) is one tensor ``[S, N]``: S independent masks, e.g. seeds,
 share one forward pass, the batch being S blocks of B rows.

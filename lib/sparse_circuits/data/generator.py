@@ -1,7 +1,7 @@
 """The synthetic pretraining corpus: a procedural generator of SimpleStories-like stories (the offline default).
 
 It writes short lowercase stories (3-8 sentences, about 1.1k distinct words) in which the constructs probed by
-the circuit tasks (SPEC section 4) are frequent and appear in varied frames, not only as the exact task
+the circuit tasks (docs/method.md, Tasks) are frequent and appear in varied frames, not only as the exact task
 templates:
 
 * pronoun reference: "when mia went to the park, she ...", "after leo climbed the tree, he ...",

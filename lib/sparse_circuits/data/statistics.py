@@ -50,7 +50,7 @@ def _alternation(phrases: Sequence[str]) -> str:
 
 
 _NAMES_RE = _alternation(MALE_NAMES + FEMALE_NAMES)
-# The exact task prompts (SPEC 4), found in the text, with the pronoun the corpus put after them.
+# The exact task prompts (docs/method.md, Tasks), found in the text, with the pronoun the corpus put after them.
 _ACTIONS_RE = _alternation(PRONOUN_ACTIONS)
 _PRONOUN_TASK_RE = re.compile(rf"(?:^|[.?!] )when ({_NAMES_RE}) (?:{_ACTIONS_RE}), (he|she) ")
 _IOI_TASK_RE = re.compile(

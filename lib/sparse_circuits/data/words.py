@@ -1,4 +1,4 @@
-"""The synthetic corpus's words: character names and genders, the task phrase lists (SPEC section 4) and the
+"""The synthetic corpus's words: character names and genders, the task phrase lists (docs/method.md, Tasks) and the
 word lists and templates the story generator fills in. Pure data, no randomness.
 
 Everything the generator can write is listed here (``TEMPLATE_SOURCES``), so ``statistics.vocabulary()`` and

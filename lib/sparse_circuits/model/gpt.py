@@ -1,4 +1,4 @@
-"""The sparse GPT: a small pre-norm decoder-only transformer (SPEC section 2), every activation a hook point.
+"""The sparse GPT: a small pre-norm decoder-only transformer (docs/method.md, The model), every activation a hook point.
 
 Shapes: B batch, T tokens, D d_model, H heads, E d_head (16), F MLP width (d_mlp, 4 D by default), V vocabulary.
 
@@ -26,7 +26,7 @@ from ..data.sources import CorpusConfig
 from .hooks import HookedModule, HookPoint
 from .names import node_hook_name
 
-# Node sites of one layer, in forward order (SPEC section 5): 7 * d_model + d_mlp scalar channels in all.
+# Node sites of one layer, in forward order (docs/method.md, Pruning): 7 * d_model + d_mlp scalar channels in all.
 NODE_SITES = ("attn_in", "q", "k", "v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out")
 # Residual-stream AbsTopK sites: after the embedding, between the two sublayers of each block, after every block
 # but the last, and after the last block (before the final norm). "resid" names all four at once.

@@ -1,4 +1,4 @@
-"""Discretization (SPEC section 5): per pruning run, the fewest top-ranked nodes that meet the criterion.
+"""Discretization (docs/method.md, Pruning): per pruning run, the fewest top-ranked nodes that meet the criterion.
 
 Nodes are ranked by their mask logit tau. A count k passes when the top-k circuit's task loss on the fixed
 evaluation prompts is <= ``target_loss`` and, where ``PruneConfig`` asks for them, its normalized faithfulness

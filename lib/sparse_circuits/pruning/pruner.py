@@ -1,4 +1,4 @@
-"""Circuit extraction by pruning with learned node masks (SPEC section 5), many seeds in one run.
+"""Circuit extraction by pruning with learned node masks (docs/method.md, Pruning), many seeds in one run.
 
 Each mask logit tau_i gates one node: forward value a_i + H(tau_i) (x_i - a_i) (Heaviside), backward through
 d/dtau sigmoid(tau_i / T) (straight-through). Loss = task loss + k_coef * (number of kept nodes), the task loss
@@ -34,7 +34,7 @@ from .discretize import Discretization
 
 @dataclass
 class PruneConfig:
-    """Hyperparameters of one pruning run (Drori's defaults where the SPEC gives them)."""
+    """Hyperparameters of one pruning run (Drori's defaults where the method (docs/method.md) gives them)."""
 
     ablation: str
     """How pruned nodes are ablated: "zero", "mean" (pretraining mean through the model) or "resample"."""

@@ -1,4 +1,4 @@
-"""Hyperparameter search for pruning (SPEC section 5: Gao and Drori used CARBS; we use Optuna's TPE).
+"""Hyperparameter search for pruning (docs/method.md, Pruning: Gao and Drori used CARBS; we use Optuna's TPE).
 
 Objective: circuit size (nodes) at the target loss; a run that misses the target scores total_nodes * (1 +
 loss), worse than any run that reaches it. Trials are asked ``parallel`` at a time and evaluated as one

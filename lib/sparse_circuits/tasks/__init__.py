@@ -1,4 +1,4 @@
-"""Binary next-token tasks (SPEC section 4): a prompt, a correct next token and an incorrect one.
+"""Binary next-token tasks (docs/method.md, Tasks): a prompt, a correct next token and an incorrect one.
 
 Every task, built in or user-defined, is a declarative ``TaskSpec``: a template with slots, word lists for
 the slots, a rule for the correct (and incorrect) token, and a loss ("full": cross-entropy over the whole

@@ -1,4 +1,4 @@
-"""The task registry: the built-in tasks of the SPEC (pronoun, IOI in three gender variants, questions, the
+"""The task registry: the built-in tasks of the method (docs/method.md) (pronoun, IOI in three gender variants, questions, the
 nonsense task and two controls), user-registered tasks, and lookup by name, alias, spec or YAML file."""
 
 from __future__ import annotations

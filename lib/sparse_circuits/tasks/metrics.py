@@ -74,7 +74,7 @@ def evaluate(model, data: TaskData, loss: str) -> dict:
 @torch.no_grad()
 def filter_prompts(model, data: TaskData, min_p_full: float = 0.3, min_p_binary: float = 0.8) -> tuple[TaskData, float]:
     """Keep prompts where the model gives the correct token p > min_p_full (full softmax) and, between the two
-    candidates, p > min_p_binary (SPEC section 4). Returns the kept data and the kept fraction."""
+    candidates, p > min_p_binary (docs/method.md, Tasks). Returns the kept data and the kept fraction."""
     logits = task_answer_logits(model, data)
     full_p = logits.softmax(-1).gather(1, data.correct[:, None])[:, 0]
     keep = (full_p > min_p_full) & (binary_p_correct(logits, data) > min_p_binary)

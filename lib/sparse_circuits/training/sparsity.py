@@ -1,4 +1,4 @@
-"""Weight sparsity (SPEC section 3): top-k projection of weight matrices and the L0 / learning-rate schedules."""
+"""Weight sparsity (docs/method.md, Weight-sparse training): top-k projection of weight matrices and the L0 / learning-rate schedules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Weight-sparse training (SPEC section 3), resumable and deterministic.
+"""Weight-sparse training (docs/method.md, Weight-sparse training), resumable and deterministic.
 
 Every optimizer step: loss -> gradients rescaled to RMS 1 -> AdamW with the warmup/decay x sharkfin rate ->
 each weight matrix projected onto its top-k entries at the current L0 (annealed from dense). The dense
@@ -32,7 +32,7 @@ from .sparsity import L0_SCHEDULES, l0_at, lr_at, normalize_grad_rms_, project_
 
 @dataclass
 class TrainConfig:
-    """Optimization of one model. Defaults follow Gao et al. where the SPEC names them."""
+    """Optimization of one model. Defaults follow Gao et al. where the method (docs/method.md) names them."""
 
     steps: int = 2000
     """Optimizer steps."""
