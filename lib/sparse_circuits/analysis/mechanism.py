@@ -30,7 +30,7 @@ from ..circuits.layout import NodeLayout
 from ..data.words import gender_of
 from ..tasks import TaskData
 from . import walkthrough as wt
-from .compare import correlation, entropy, pattern_hook, pattern_keys, patterns_at_answer, run_pair, total_variation
+from .compare import correlation, entropy, pattern_hook, pattern_keys, pattern_summary, run_pair, total_variation
 
 SHARP = 0.5
 NEAR_UNIFORM = 0.9
@@ -132,9 +132,8 @@ def head_attention(
     slots = slots or {}
     out = []
     for h in heads:
-        po = patterns_at_answer(orig, h["layer"], h["head"], data.last)  # [n, 1 + T]
-        pp = patterns_at_answer(pruned, h["layer"], h["head"], data.last)
-        tv = total_variation(po, pp)  # [n]
+        summary = pattern_summary(orig, pruned, h["layer"], h["head"], data.last, keys)
+        po, pp = summary["original"], summary["pruned"]  # [n, 1 + T]
         ne_m, ne_p = normalized_entropy(po, n_keys), normalized_entropy(pp, n_keys)
         to_slot = {
             s: [float(wt.attention_to(po, pos).mean()), float(wt.attention_to(pp, pos).mean())]
@@ -142,15 +141,9 @@ def head_attention(
         }
         r = {
             **h,
-            "original": po,
-            "pruned": pp,
-            "tv": tv,
-            "tv_mean": float(tv.mean()),
-            "entropy_original": entropy(po),
-            "entropy_pruned": entropy(pp),
-            "keys": keys,
-            "mean_entropy_model": float(entropy(po).mean()),
-            "mean_entropy_pruned": float(entropy(pp).mean()),
+            **summary,
+            "mean_entropy_model": float(summary["entropy_original"].mean()),
+            "mean_entropy_pruned": float(summary["entropy_pruned"].mean()),
             "mean_entropy_uniform": float(n_keys.float().log().mean()),
             "norm_entropy_model": float(ne_m.mean()),
             "norm_entropy_pruned": float(ne_p.mean()),
