@@ -42,3 +42,18 @@ def tiny_model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "tiny"
     train(tiny_run(steps=8), out, device="cpu", progress=False)
     return out
+
+
+def synthetic_data(tokens, last):
+    """TaskData with given [n, T] token ids and answer positions (texts and answers unused)."""
+    from sparse_circuits.tasks import TaskData
+
+    n = tokens.shape[0]
+    return TaskData(
+        tokens,
+        torch.tensor(last),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n, dtype=torch.long),
+        [""] * n,
+        [{}] * n,
+    )

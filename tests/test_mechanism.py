@@ -6,7 +6,7 @@ import math  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from conftest import random_circuit  # noqa: E402
+from conftest import random_circuit, synthetic_data  # noqa: E402
 from sparse_circuits.analysis import mechanism as mech  # noqa: E402
 from sparse_circuits.analysis import walkthrough as wt  # noqa: E402
 from sparse_circuits.analysis.compare import activation_agreement, attention_agreement  # noqa: E402
@@ -17,7 +17,7 @@ from sparse_circuits.circuits.circuit import Circuit  # noqa: E402
 from sparse_circuits.circuits.layout import NodeLayout  # noqa: E402
 from sparse_circuits.model.inference import load  # noqa: E402
 from sparse_circuits.pruning.pruner import PruneConfig  # noqa: E402
-from sparse_circuits.tasks import TaskData, get_task  # noqa: E402
+from sparse_circuits.tasks import get_task  # noqa: E402
 from sparse_circuits.viz import mechanism_figures as mfig  # noqa: E402
 
 
@@ -34,18 +34,6 @@ def setup(tiny_model_dir):
     circuit = random_circuit(model, task="ioi")
     full = Circuit(nodes=torch.ones(N, dtype=torch.bool), tau=torch.ones(N), meta={"ablation": "zero"})
     return model, tok, data, circuit, full
-
-
-def synthetic(tokens, last):
-    n = tokens.shape[0]
-    return TaskData(
-        tokens,
-        torch.tensor(last),
-        torch.zeros(n, dtype=torch.long),
-        torch.zeros(n, dtype=torch.long),
-        [""] * n,
-        [{}] * n,
-    )
 
 
 # ----------------------------------------------------------------------------------------- attention
@@ -126,7 +114,7 @@ def test_flags_and_verdict():
 
 
 def test_position_classes_and_signal_shares():
-    data = synthetic(torch.tensor([[0, 5, 6, 7, 8], [0, 5, 6, 7, 0]]), [4, 3])
+    data = synthetic_data(torch.tensor([[0, 5, 6, 7, 8], [0, 5, 6, 7, 0]]), [4, 3])
     slots = {"name": torch.tensor([2, 1])}
     cls, names = mech.position_classes(data, slots)
     assert names == ["name", "answer", "other"]

@@ -4,7 +4,7 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from conftest import random_circuit  # noqa: E402
+from conftest import random_circuit, synthetic_data  # noqa: E402
 from sparse_circuits.analysis import walkthrough as wt  # noqa: E402
 from sparse_circuits.analysis.compare import head_patterns  # noqa: E402
 from sparse_circuits.analysis.inspection import node_values  # noqa: E402
@@ -27,19 +27,6 @@ def setup(tiny_model_dir):
     data = get_task("ioi").data("test", tok, 6)
     circuit = random_circuit(model, task="ioi")
     return model, tok, data, circuit
-
-
-def synthetic(values, last):
-    """TaskData with given [n, T] token ids and answer positions (texts and answers unused)."""
-    n = values.shape[0]
-    return TaskData(
-        values,
-        torch.tensor(last),
-        torch.zeros(n, dtype=torch.long),
-        torch.zeros(n, dtype=torch.long),
-        [""] * n,
-        [{}] * n,
-    )
 
 
 def test_slot_positions_find_each_name(setup):
@@ -176,7 +163,7 @@ def test_pair_scores_add_up_to_the_attention_score(setup):
 
 def test_position_statistics_on_known_values():
     tokens = torch.tensor([[0, 5, 6, 7, 0], [0, 6, 5, 0, 0]])
-    data = synthetic(tokens, [3, 2])
+    data = synthetic_data(tokens, [3, 2])
     valid = wt.valid_mask(data)
     assert valid.tolist() == [[False, True, True, True, False], [False, True, True, False, False]]
     assert wt.valid_mask(data, include_eos=True)[:, 0].all()
@@ -213,7 +200,7 @@ def test_token_means_and_group_means():
             return {5: "why", 6: "you", 7: "the"}.get(i)
 
     tokens = torch.tensor([[0, 5, 6, 7], [0, 6, 5, 7]])
-    data = synthetic(tokens, [3, 3])
+    data = synthetic_data(tokens, [3, 3])
     values = torch.tensor([[0.0, 2.0, -1.0, 0.5], [0.0, -3.0, 4.0, 0.5]])
     rows = wt.token_means(values, data, Tok(), min_count=2)
     assert [r[0] for r in rows] == ["why", "the", "you"]

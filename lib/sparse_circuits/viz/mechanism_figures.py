@@ -53,6 +53,23 @@ def plot_tv_table(heads_by_circuit: dict[str, list[dict]], title: str = ""):
     return fig
 
 
+def _scatter_by_circuit(ax, heads_by_circuit: dict[str, list[dict]], model_value, pruned_value) -> None:
+    """One point per kept head, model value (x) vs pruned value (y), one marker per circuit, and the diagonal
+    where the two agree."""
+    markers = "osD^vP*Xhp"
+    for i, (key, heads) in enumerate(heads_by_circuit.items()):
+        if heads:
+            ax.scatter(
+                [model_value(h) for h in heads],
+                [pruned_value(h) for h in heads],
+                marker=markers[i % len(markers)],
+                s=28,
+                alpha=0.8,
+                label=key,
+            )
+    ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=0.8)
+
+
 def plot_entropy_scatter(
     heads_by_circuit: dict[str, list[dict]], sharp: float = SHARP, near_uniform: float = NEAR_UNIFORM
 ):
@@ -60,18 +77,7 @@ def plot_entropy_scatter(
     shaded corner (sharp in the model, near-uniform pruned) holds the heads that lost their pattern."""
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
     ax.fill_between([0, sharp], near_uniform, 1.02, color="tab:red", alpha=0.12, label="lost pattern")
-    markers = "osD^vP*Xhp"
-    for i, (key, heads) in enumerate(heads_by_circuit.items()):
-        if heads:
-            ax.scatter(
-                [h["norm_entropy_model"] for h in heads],
-                [h["norm_entropy_pruned"] for h in heads],
-                marker=markers[i % len(markers)],
-                s=28,
-                alpha=0.8,
-                label=key,
-            )
-    ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=0.8)
+    _scatter_by_circuit(ax, heads_by_circuit, lambda h: h["norm_entropy_model"], lambda h: h["norm_entropy_pruned"])
     ax.set(
         xlim=(0, 1.02),
         ylim=(0, 1.02),
@@ -88,18 +94,7 @@ def plot_name_attention(heads_by_circuit: dict[str, list[dict]], name_focus: flo
     """Attention from the answer position on the name token(s), model (x) vs pruned (y), one point per kept head
     and one marker per circuit; heads right of the dashed line attend to the names in the model."""
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
-    markers = "osD^vP*Xhp"
-    for i, (key, heads) in enumerate(heads_by_circuit.items()):
-        if heads:
-            ax.scatter(
-                [h["to_names"][0] for h in heads],
-                [h["to_names"][1] for h in heads],
-                marker=markers[i % len(markers)],
-                s=28,
-                alpha=0.8,
-                label=key,
-            )
-    ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=0.8)
+    _scatter_by_circuit(ax, heads_by_circuit, lambda h: h["to_names"][0], lambda h: h["to_names"][1])
     ax.axvline(name_focus, ls="--", c="gray", lw=0.8)
     ax.set(
         xlim=(-0.02, 1.02),
