@@ -94,3 +94,53 @@ def test_one_verdict_rule_for_every_claim():
     assert row["holds"] == "partly" and list(row) == ["id", "claim", "ours", "paper", "holds", "figure"]
     with pytest.raises(ValueError, match="holds"):
         v.claim("C1", "", "", "", "maybe", "")
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
+    from sparse_circuits.app.verdicts import bootstrap_ci
+
+    values = [1.0, 2.0, 3.0, 4.0, 10.0]
+    est, lo, hi = bootstrap_ci(values)
+    assert est == pytest.approx(4.0)
+    assert lo < est < hi
+    assert bootstrap_ci(values) == (est, lo, hi)
+    assert bootstrap_ci([2.5]) == (2.5, 2.5, 2.5)
+    with pytest.raises(ValueError, match="at least one"):
+        bootstrap_ci([])
+
+
+def test_existential_and_universal_verdicts():
+    from sparse_circuits.app.verdicts import existential_verdict, universal_verdict
+
+    assert existential_verdict([0.1, 0.9, None], strong=0.8) == "yes"
+    assert existential_verdict([0.1, 0.5], strong=0.8, weak=0.4) == "partly"
+    assert existential_verdict([0.1], strong=0.8) == "no"
+    assert existential_verdict([None], strong=0.8) == "n/a"
+    assert universal_verdict([True, True, False, None], share=0.6) == ("yes", pytest.approx(2 / 3))
+    assert universal_verdict([True, False, False], share=0.6)[0] == "partly"
+    assert universal_verdict([False], share=0.6)[0] == "no"
+    assert universal_verdict([None], share=0.6)[0] == "n/a"
+
+
+def test_generalization_verdict_is_existential_with_intervals():
+    from sparse_circuits.app.verdicts import generalization_verdict
+
+    def cell(classes, same_p=0.95):
+        return {
+            "class": classes,
+            "reached": [True] * len(classes),
+            "n_reached": len(classes),
+            "share_bad": classes.count("bad") / len(classes),
+            "model_rates": {"ioi_same": {"p_correct": same_p}},
+        }
+
+    strong = {("a", "zero"): cell(["good"] * 4), ("b", "zero"): cell(["bad"] * 3 + ["good"])}
+    out = generalization_verdict(strong)
+    assert out["holds"] == "yes"  # one cell at 75% bad is enough for a "may" claim
+    share, low, high = out["share_bad_ci"][("b", "zero")]
+    assert share == 0.75 and low <= share <= high
+    weak = {("a", "zero"): cell(["bad"] + ["good"] * 9)}
+    assert generalization_verdict(weak)["holds"] == "partly"
+    assert generalization_verdict({("a", "zero"): cell(["good"] * 5)})["holds"] == "no"
+    # a model that does not generalize itself leaves nothing to judge
+    assert generalization_verdict({("a", "zero"): cell(["bad"] * 5, same_p=0.5)})["holds"] == "n/a"

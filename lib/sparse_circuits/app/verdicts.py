@@ -10,7 +10,9 @@ D5) are written once in terms of ``verdict``, so a notebook only states its evid
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+import numpy as np
 
 from ..analysis.generalization import GOOD_THRESHOLD
 
@@ -41,6 +43,47 @@ def verdict_of_cells(holds_by_cell: Iterable[bool | None]) -> str:
 def verdict_of_count(good: int, total: int) -> str:
     """``good`` of ``total`` cells pass: "yes" all, "partly" some, "no" none, "n/a" no cells."""
     return verdict(good == total, good > 0, judged=total > 0)
+
+
+def bootstrap_ci(
+    values: Iterable[float],
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(estimate, low, high): ``statistic`` of ``values`` (one per seed) and its percentile bootstrap interval.
+
+    Seeded, so a notebook prints the same interval every run. One value gives a zero-width interval; no
+    values is an error, since a verdict must not rest on nothing.
+    """
+    x = np.asarray([float(v) for v in values], dtype=float)
+    if x.size == 0:
+        raise ValueError("bootstrap_ci needs at least one value")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"bootstrap_ci level must be in (0, 1), got {level}")
+    estimate = float(statistic(x))
+    draws = np.random.default_rng(seed).integers(0, x.size, size=(n_resamples, x.size))
+    stats = np.array([statistic(x[row]) for row in draws])
+    low, high = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return estimate, float(low), float(high)
+
+
+def existential_verdict(strengths: Iterable[float | None], strong: float, weak: float | None = None) -> str:
+    """A claim that something *can* happen ("pruned circuits may generalize differently"): "yes" when some cell
+    shows the effect at strength >= ``strong``, "partly" when some cell reaches ``weak``, "no" otherwise; "n/a"
+    when no cell could be judged (None)."""
+    known = [s for s in strengths if s is not None]
+    weak = strong if weak is None else weak
+    return verdict(any(s >= strong for s in known), any(s >= weak for s in known), judged=bool(known))
+
+
+def universal_verdict(holds_by_cell: Iterable[bool | None], share: float) -> tuple[str, float]:
+    """A claim that something *always* happens: (verdict, share of judged cells where it holds). "yes" when that
+    share is at least ``share``, "partly" when some cell holds, "no" when none, "n/a" with no judged cell."""
+    known = [bool(h) for h in holds_by_cell if h is not None]
+    frac = sum(known) / len(known) if known else float("nan")
+    return verdict(bool(known) and frac >= share, any(known), judged=bool(known)), frac
 
 
 def claim(id: str, text: str, ours: str, paper: str, holds: str, figure: str) -> dict:
@@ -124,6 +167,25 @@ def generalization_fails(summary: dict, good_threshold: float = GOOD_THRESHOLD) 
     if summary["n_reached"] == 0 or summary["model_rates"]["ioi_same"]["p_correct"] < good_threshold:
         return None
     return summary["share_bad"] >= BAD_SEED_SHARE
+
+
+def generalization_verdict(summaries: dict, strong: float = BAD_SEED_SHARE) -> dict:
+    """D4 ("pruned circuits *may* generalize differently") as an existential claim over (model, ablation) cells
+    of ``generalization.summarize``: "yes" when some judged cell (see ``generalization_fails``) has a share of bad
+    circuits among the seeds reaching the target of at least ``strong``; "partly" when some judged cell has a bad
+    circuit at all; "no" otherwise; "n/a" when no cell is judged. Each judged cell's share comes with a bootstrap
+    interval over its seeds."""
+    shares, intervals = [], {}
+    for key, s in summaries.items():
+        if generalization_fails(s) is None:
+            shares.append(None)
+            continue
+        bad = [c == "bad" for c, r in zip(s["class"], s["reached"]) if r]
+        _, low, high = bootstrap_ci(bad)
+        shares.append(s["share_bad"])
+        intervals[key] = (s["share_bad"], low, high)
+    some = min((1 / s["n_reached"] for s in summaries.values() if s["n_reached"]), default=1.0)
+    return {"holds": existential_verdict(shares, strong, weak=some), "share_bad_ci": intervals, "strong": strong}
 
 
 def ratio_verdict(ratios: Iterable[float | None], full: float, some: float) -> str:
