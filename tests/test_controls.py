@@ -125,6 +125,11 @@ def test_top_k_share():
     t = top_k_share(delta, circuit, k=3)
     assert t["top"] == [1, 2, 3] and t["in_circuit"] == [True, False, True]
     assert t["share"] == pytest.approx(2 / 3)
+    # size-matched random baseline: 2 of 6 nodes in the circuit; P(a random 2-node circuit holds >= 2 of the top 3)
+    # = C(2,2) C(4,1) / C(6,3) = 4 / 20
+    assert t["random_share"] == pytest.approx(1 / 3)
+    assert t["p_random"] == pytest.approx(0.2)
+    assert top_k_share(delta, torch.zeros(6, dtype=torch.bool), k=3)["p_random"] == pytest.approx(1.0)
     sub = top_k_share(torch.tensor([1.0, 2.0]), circuit, k=1, index=torch.tensor([4, 3]))
     assert sub["top"] == [3] and sub["share"] == 1.0
 

@@ -156,17 +156,36 @@ def single_node_importance(fa, nodes: torch.Tensor | None = None, chunk: int = 2
 def top_k_share(
     delta: torch.Tensor, circuit_nodes: torch.Tensor, k: int = 20, index: torch.Tensor | None = None
 ) -> dict:
-    """The k nodes of largest importance ``delta`` (ties by index) and the share of them inside the circuit."""
+    """The k nodes of largest importance ``delta`` (ties by index) and the share of them inside the circuit.
+
+    Against a size-matched random baseline: a circuit of n of the N nodes drawn at random holds a share n / N of
+    the top k on average (``random_share``); ``p_random`` is the chance (hypergeometric upper tail) that such a
+    random circuit holds at least as many of them as this one does. A small share can still be far above chance
+    when the circuit is a small part of the model.
+    """
     index = torch.arange(len(delta)) if index is None else index
     order = torch.argsort(-delta, stable=True)[:k]
     top = index[order]
-    inside = circuit_nodes.bool().cpu()[top]
+    mask = circuit_nodes.bool().cpu()
+    inside = mask[top]
+    n_total, n_circuit, hits = int(mask.numel()), int(mask.sum()), int(inside.sum())
     return {
         "top": top.tolist(),
         "delta": delta[order].tolist(),
         "in_circuit": inside.tolist(),
         "share": float(inside.float().mean()) if len(top) else float("nan"),
+        "random_share": n_circuit / n_total if n_total else float("nan"),
+        "p_random": hypergeometric_tail(hits, n_total, n_circuit, len(top)),
     }
+
+
+def hypergeometric_tail(hits: int, population: int, successes: int, draws: int) -> float:
+    """P(X >= hits) for X ~ Hypergeometric(population, successes, draws): drawing ``draws`` of ``population``
+    items without replacement, ``successes`` of which count."""
+    total = math.comb(population, draws)
+    upper = min(successes, draws)
+    tail = sum(math.comb(successes, x) * math.comb(population - successes, draws - x) for x in range(hits, upper + 1))
+    return tail / total if total else float("nan")
 
 
 @torch.no_grad()
