@@ -144,3 +144,16 @@ def test_generalization_verdict_is_existential_with_intervals():
     assert generalization_verdict({("a", "zero"): cell(["good"] * 5)})["holds"] == "no"
     # a model that does not generalize itself leaves nothing to judge
     assert generalization_verdict({("a", "zero"): cell(["bad"] * 5, same_p=0.5)})["holds"] == "n/a"
+
+
+def test_claims_table_shows_the_rule(tmp_path, monkeypatch):
+    from sparse_circuits.app.verdicts import claim
+
+    results = tmp_path / "results"
+    results.mkdir()
+    row = claim("X1", "a claim", "ours", "paper", "yes", "figures/x.png", rule="yes if any cell >= 20%")
+    (results / "99_x.json").write_text(json.dumps({"claims": [row]}))
+    monkeypatch.setattr(report, "FIGURES_DIR", tmp_path)
+    table = "\n".join(report.claims_table())
+    assert "yes<br><sub>rule: yes if any cell >= 20%</sub>" in table
+    assert "rule" not in claim("X2", "c", "o", "p", "no", "")

@@ -48,6 +48,11 @@ def samples_block() -> list[str]:
     return [*lines, "```"]
 
 
+def rule_note(c: dict) -> str:
+    """The verdict's rule, shown under it in the table when the notebook stated one."""
+    return f"<br><sub>rule: {c['rule']}</sub>" if c.get("rule") else ""
+
+
 def claims_table() -> list[str]:
     rows = []
     for path in sorted((FIGURES_DIR / "results").glob("*.json")):
@@ -57,7 +62,7 @@ def claims_table() -> list[str]:
             fig = f"[figure]({c['figure']})" if c.get("figure") else ""
             rows.append(
                 f"| {c.get('id', '')} | {c.get('claim', '')} | {c.get('ours', '')} | {c.get('paper', '')} | "
-                f"{c.get('holds', '')} | {fig} |"
+                f"{c.get('holds', '')}{rule_note(c)} | {fig} |"
             )
     if not rows:
         return ["No notebook results yet: run `make figures`."]

@@ -86,12 +86,13 @@ def universal_verdict(holds_by_cell: Iterable[bool | None], share: float) -> tup
     return verdict(bool(known) and frac >= share, any(known), judged=bool(known)), frac
 
 
-def claim(id: str, text: str, ours: str, paper: str, holds: str, figure: str) -> dict:
+def claim(id: str, text: str, ours: str, paper: str, holds: str, figure: str, rule: str = "") -> dict:
     """One row of the README's claims table (``report.claims_table``): the claim, our evidence, the paper's
-    number, the verdict and the figure behind it."""
+    number, the verdict, the rule that gave it (thresholds fixed before the run) and the figure behind it."""
     if holds not in HOLDS:
         raise ValueError(f"holds must be yes, no, partly or n/a; got {holds!r}")
-    return {"id": id, "claim": text, "ours": ours, "paper": paper, "holds": holds, "figure": figure}
+    row = {"id": id, "claim": text, "ours": ours, "paper": paper, "holds": holds, "figure": figure}
+    return {**row, "rule": rule} if rule else row
 
 
 # --------------------------------------------------------------------------------- claim-specific rules
