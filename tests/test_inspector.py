@@ -1,4 +1,5 @@
 import html
+import json
 import re
 import time
 
@@ -332,3 +333,127 @@ def test_plot_circuit_graph(setup):
     ax = plot_circuit_graph(g, highlight=node)
     assert node in ax.get_title() and ax.collections
     matplotlib.pyplot.close(ax.figure)
+
+
+def _hand_graph(nodes: list[str], edges: list[tuple[str, str, float, str]]) -> dict:
+    """A small graph in the shape of ``circuit_graph`` from labels and (src, dst, weight, kind) edges."""
+    info = {}
+    for k in nodes:
+        if k.startswith("logit."):
+            info[k] = {"index": -1, "layer": 2, "site": "logits", "channel": 0, "head": None, "kind": "logit"}
+        else:
+            ref = layout.parse_label(k)
+            info[k] = {
+                "index": 0,
+                "layer": ref.layer,
+                "site": ref.site,
+                "channel": ref.channel(4),
+                "head": ref.head,
+                "kind": "node",
+            }
+    return {
+        "nodes": info,
+        "edges": [cgraph.Edge(*e) for e in edges],
+        "n_layer": 2,
+        "d_head": 4,
+        "answer_tokens": [7],
+    }
+
+
+def test_one_edge_count_convention(setup, pruned):
+    model, tok, _, _, answers = setup
+    with_answers = cgraph.edge_counts(cgraph.circuit_graph(model, pruned, answers, tok))
+    without = count_edges(model, pruned.nodes)
+    assert with_answers["unembed"] > 0 and without["unembed"] == 0
+    assert with_answers["total"] == without["total"] == pruned.n_edges  # answers never change the count
+    assert without["total"] == without["weights"] + without["qk_pairs"] + without["residual"]
+    e = {"weights": 10, "qk_pairs": 2, "residual": 3, "unembed": 4, "total": 15}
+    assert cgraph.edge_summary(e, "he/she") == "15 edges (10 weights, 2 q-k pairs, 3 residual) + 4 to he/she"
+    assert cgraph.edge_summary({**e, "unembed": 0}) == "15 edges (10 weights, 2 q-k pairs, 3 residual)"
+
+
+def test_compare_graphs_on_a_hand_made_pair():
+    a = _hand_graph(
+        ["L0.attn_in.1", "L0.q.h0.1", "L0.mlp_out.2", "logit.x"],
+        [
+            ("L0.attn_in.1", "L0.q.h0.1", 0.5, "W_Q"),
+            ("L0.mlp_out.2", "logit.x", 1.0, "unembed"),
+        ],
+    )
+    b = _hand_graph(
+        ["L0.attn_in.1", "L0.q.h0.1", "L1.attn_in.2", "logit.x"],
+        [
+            ("L0.attn_in.1", "L0.q.h0.1", -0.25, "W_Q"),  # same edge, other weight: still shared
+            ("L0.attn_in.1", "L0.q.h0.1", 1.0, "qk"),  # not a real pair: only its (src, dst, kind) matters
+        ],
+    )
+    r = inspection.compare_graphs(a, b)
+    assert r["nodes_both"] == ["L0.attn_in.1", "L0.q.h0.1"]
+    assert r["nodes_only_a"] == ["L0.mlp_out.2"] and r["nodes_only_b"] == ["L1.attn_in.2"]
+    assert r["jaccard"] == pytest.approx(2 / 4)  # logit endpoints are not circuit nodes
+    assert r["edges_only_a"] == [] and r["edges_only_b"] == [("L0.attn_in.1", "L0.q.h0.1", "qk")]
+    assert r["n_edges_a"] == 1 and r["n_edges_b"] == 2 and r["edge_jaccard"] == pytest.approx(1 / 2)
+    assert inspection.compare_graphs(a, a)["jaccard"] == 1.0
+
+
+def test_view_filter_on_a_hand_made_graph():
+    g = _hand_graph(
+        ["L0.attn_in.1", "L0.q.h0.1", "L0.mlp_out.2", "L1.attn_in.2"],
+        [
+            ("L0.attn_in.1", "L0.q.h0.1", 0.5, "W_Q"),
+            ("L0.mlp_out.2", "L1.attn_in.2", -0.1, "residual"),
+        ],
+    )
+    assert graph_layout.visible(g) == (list(g["nodes"]), [0, 1])
+    assert graph_layout.visible(g, "attn_in") == (["L0.attn_in.1", "L1.attn_in.2"], [])
+    assert graph_layout.visible(g, "layer=0 site=q") == (["L0.q.h0.1"], [])
+    assert graph_layout.visible(g, threshold=0.2)[1] == [0]
+    up = graph_layout.visible(g, scope="upstream", selected="L1.attn_in.2")
+    assert up == (["L0.mlp_out.2", "L1.attn_in.2"], [1])
+    with pytest.raises(ValueError, match="scope 'sideways'"):
+        graph_layout.visible(g, scope="sideways")
+
+
+def test_json_and_graphml_exports(setup, tmp_path):
+    import json
+    import xml.etree.ElementTree as ET
+
+    from sparse_circuits.viz import graph_widget as gw
+
+    model, tok, _, _, answers = setup
+    g = cgraph.circuit_graph(model, make_circuit(model, 0.2), answers, tok)
+    node = next(iter(g["nodes"]))
+    back, sel = gw.graph_from_json(json.loads(gw.export_view(g, tmp_path / "g.json", node).read_text()))
+    assert back == g and sel == node  # nodes, edges with weights and the selection round-trip
+    root = ET.parse(gw.export_view(g, tmp_path / "g.graphml", node)).getroot()
+    ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    assert len(root.findall(".//g:node", ns)) == len(g["nodes"])
+    edges = root.findall(".//g:edge", ns)
+    assert len(edges) == len(g["edges"])
+    weight = edges[0].find("g:data[@key='edge_weight']", ns).text
+    assert float(weight) == g["edges"][0].weight and edges[0].get("source") == g["edges"][0].src
+    chosen = [
+        n.get("id") for n in root.findall(".//g:node", ns) if n.find("g:data[@key='node_selected']", ns).text == "true"
+    ]
+    assert chosen == [node]
+    with pytest.raises(ValueError, match="suffix must be one of"):
+        gw.export_view(g, tmp_path / "g.pdf")
+
+
+def test_html_page_zooms_opens_on_a_node_and_rounds(setup, tmp_path):
+    model, tok, _, data, _ = setup
+    c = make_circuit(model, n=30)
+    c.meta["loss"] = 0.123456789
+    target = c.node_labels(model)[7]
+    text = circuit_to_html(model, tok, c, tmp_path / "p.html", data, initial_node=target).read_text()
+    assert "function scZoomPan" in text and 'id="sc-reset"' in text and '"wheel"' in text  # zoom and pan
+    assert 'id="sc-scope"' in text and "up- and downstream" in text  # the up/downstream filter
+    payload = json.loads(re.search(r'id="sc-data">(.*?)</script>', text).group(1))
+    assert payload["labels"][payload["first"]] == target and payload["label_limit"] == 60
+    assert "loss on the pruning set 0.123" in text and "shown prompts" in text  # both losses, labelled
+    assert "0.1234" not in text
+    weights = re.findall(r'<td style="color:#[0-9a-f]+">([^<]+)</td>', text)
+    assert weights and all(len(w.lstrip("+-").replace(".", "").lstrip("0")) <= 3 or "e" in w for w in weights)
+    assert "width:100%" in text and "resize:vertical" in text  # scales with the window
+    with pytest.raises(ValueError, match="initial_node 'L9.bogus'"):
+        circuit_to_html(model, tok, c, tmp_path / "q.html", data, initial_node="L9.bogus")

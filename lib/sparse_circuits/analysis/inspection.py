@@ -1,7 +1,8 @@
-"""What one node does: its activations on task prompts (model and pruned model) and on held-out corpus text.
+"""What one node does: its activations on task prompts (model and pruned model) and on held-out corpus text; and
+how two circuits differ (``compare_graphs``).
 
-These answer the inspector's per-node questions; they compute and never draw (``viz.inspector`` and
-``viz.html`` show them). Nodes are given as labels (``L1.v.h3.5``) or flat ``NodeLayout`` indices.
+These answer the inspector's questions; they compute and never draw (``viz.inspector``, ``viz.html`` and
+``viz.widgets`` show them). Nodes are given as labels (``L1.v.h3.5``) or flat ``NodeLayout`` indices.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..circuits.graph import circuit_graph, edge_counts
 from ..circuits.layout import NodeLayout, token_text
 from ..data.batches import BatchStream
 from ..data.sources import CorpusConfig
@@ -114,3 +116,45 @@ def top_activating_snippets(
 ) -> dict:
     """Top- and bottom-activating held-out corpus snippets of one node (in the original model)."""
     return CorpusActivations.compute(model, tok, n_batches, batch_size, corpus).snippets(model, tok, node, n)
+
+
+# ---------------------------------------------------------------------------------- two circuits
+
+
+def _jaccard(a: set, b: set) -> float:
+    """|a & b| / |a | b|; 1 for two empty sets (they agree)."""
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def compare_graphs(a: dict, b: dict) -> dict:
+    """How two circuit graphs (``circuits.graph.circuit_graph`` of one model) differ.
+
+    Nodes are circuit nodes (embedding and logit endpoints left out); edges are (src, dst, kind) triples of the
+    counted kinds (``edge_counts``: weights, q-k pairs, residual), so edges to answer logits do not depend on the
+    answers each view picked. Returns the node lists (``nodes_a``, ``nodes_b``, ``nodes_both``, ``nodes_only_a``,
+    ``nodes_only_b``, in forward order), ``jaccard`` of the node sets, ``edges_only_a`` / ``edges_only_b``
+    (triples), ``n_edges_a`` / ``n_edges_b`` (``edge_counts`` totals) and ``edge_jaccard``.
+    """
+    circuit_nodes = lambda g: [k for k, v in g["nodes"].items() if v["kind"] == "node"]  # noqa: E731
+    counted = lambda g: {(e.src, e.dst, e.kind) for e in g["edges"] if e.kind not in ("embed", "unembed")}  # noqa: E731
+    na, nb = circuit_nodes(a), circuit_nodes(b)
+    sa, sb = set(na), set(nb)
+    ea, eb = counted(a), counted(b)
+    return {
+        "nodes_a": na,
+        "nodes_b": nb,
+        "nodes_both": [k for k in na if k in sb],
+        "nodes_only_a": [k for k in na if k not in sb],
+        "nodes_only_b": [k for k in nb if k not in sa],
+        "jaccard": _jaccard(sa, sb),
+        "n_edges_a": edge_counts(a)["total"],
+        "n_edges_b": edge_counts(b)["total"],
+        "edges_only_a": sorted(ea - eb),
+        "edges_only_b": sorted(eb - ea),
+        "edge_jaccard": _jaccard(ea, eb),
+    }
+
+
+def compare_circuits(model: SparseGPT, circuit_a, circuit_b, answer_tokens: list[int] | None = None, tok=None) -> dict:
+    """``compare_graphs`` of two circuits of ``model``."""
+    return compare_graphs(*(circuit_graph(model, c, answer_tokens, tok) for c in (circuit_a, circuit_b)))

@@ -167,7 +167,11 @@ def cmd_export_html(args) -> int:
     model, tok, _ = load(args.model)
     circuit = Circuit.load(args.circuit_dir)
     # the circuit's recorded ablation; mean values come from the model's own corpus (``load`` records it)
-    print(circuit_to_html(model, tok, circuit, args.out, split=args.split, n_prompts=args.n_prompts))
+    print(
+        circuit_to_html(
+            model, tok, circuit, args.out, split=args.split, n_prompts=args.n_prompts, initial_node=args.initial_node
+        )
+    )
     return 0
 
 
@@ -267,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="HTML file to write")
     x.add_argument("--split", default="test", choices=SPLITS, help="task prompts to show")
     x.add_argument("--n-prompts", type=_count, default=8)
+    x.add_argument("--initial-node", default=None, help="node label the page opens on, e.g. L1.attn_out.12")
     x.set_defaults(fn=cmd_export_html)
 
     fa = sub.add_parser("faithfulness", help="the faithfulness metric suite of a circuit, as one report")

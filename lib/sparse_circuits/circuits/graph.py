@@ -10,6 +10,11 @@ layered graph the inspector draws (``circuit_graph``) and one node's weights (``
   through the residual stream and a norm whose weight at c is nonzero (weight: that norm weight);
 - unembed: a writer channel c to an answer token's logit (weight W_U[token, c] * ln_final.weight[c]);
 - embed: embedding channel c read by a reader at c (the embedding is not a node: these are never counted).
+
+The edge count of a circuit (one convention everywhere: stored circuits, pages, widget, figures) is its edges
+between nodes, weights + qk + residual; edges to answer logits (unembed) depend on which answers a view picks, so
+they are listed beside it, never added in: ``edge_summary`` writes "N edges (a weights, b q-k pairs, c residual)
++ u to the answer logits".
 """
 
 from __future__ import annotations
@@ -130,21 +135,36 @@ def edge_blocks(
             yield EdgeBlock((wl, ws), (L, LOGITS), "unembed", ci[c], torch.tensor(tokens)[a], sub[a, c])
 
 
+# The kinds summed into a circuit's edge count (see the module docstring); "unembed" is counted beside them.
+COUNTED_KINDS = ("weights", "qk_pairs", "residual")
+
+
 def _tally(counts: dict[str, int]) -> dict[str, int]:
-    """Edge counts by kind -> the totals stored with a circuit (embedding edges are not counted)."""
+    """Edge counts by kind -> the totals stored with a circuit: "total" sums ``COUNTED_KINDS``; unembedding
+    edges are kept apart and embedding edges are not counted."""
     e = {
         "weights": sum(counts.get(k, 0) for k in WEIGHT_KINDS),
         "qk_pairs": counts.get("qk", 0),
         "residual": counts.get("residual", 0),
         "unembed": counts.get("unembed", 0),
     }
-    e["total"] = sum(e.values())
+    e["total"] = sum(e[k] for k in COUNTED_KINDS)
     return e
+
+
+def edge_summary(counts: dict[str, int], answers: str = "the answer logits") -> str:
+    """The one way to print an edge count: "N edges (a weights, b q-k pairs, c residual) + u to ``answers``"
+    (the last part only when there are unembedding edges)."""
+    text = (
+        f"{counts['total']} edges ({counts['weights']} weights, {counts['qk_pairs']} q-k pairs, "
+        f"{counts['residual']} residual)"
+    )
+    return text + (f" + {counts['unembed']} to {answers}" if counts.get("unembed") else "")
 
 
 def count_edges(model: SparseGPT, nodes: torch.Tensor, answer_tokens: list[int] | None = None) -> dict[str, int]:
     """Edges between kept nodes (``nodes``: [N] bool in NodeLayout order), by kind: weights, qk_pairs, residual
-    and unembed (to the answer tokens, if given), and their total."""
+    and unembed (to the answer tokens, if given), and "total", the circuit's edge count (unembed not included)."""
     counts: dict[str, int] = {}
     for block in edge_blocks(model, nodes, nodes, answer_tokens):
         counts[block.kind] = counts.get(block.kind, 0) + len(block.weights)

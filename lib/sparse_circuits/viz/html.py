@@ -1,22 +1,43 @@
-"""The circuit inspector as HTML: node panels (the widget shows them) and the self-contained offline page of
-``circuit_to_html`` (graph, a panel per node, activations on the task prompts, a small script to select nodes).
+"""The circuit inspector as HTML: node panels (the widget shows them), the comparison of two circuits, and the
+self-contained offline page of ``circuit_to_html`` (graph with zoom and pan, a panel per node, activations on the
+task prompts, a small script to select nodes).
 
 Every token and label goes through ``esc`` (``html.escape``) or, in the page's JSON, through ``json_for_html``,
-so a vocabulary word such as ``<script>`` shows as text. Colours: blue positive, red negative.
+so a vocabulary word such as ``<script>`` shows as text. Numbers show 3 significant digits (``num``). Colours:
+blue positive, red negative. The page's scripts are the package's ``static/zoom_pan.js`` and ``static/page.js``,
+inlined: the page loads nothing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 
-from ..circuits.graph import bias_like_nodes, downstream, edge_counts, flow_edges, node_weights, upstream
+from ..circuits.graph import bias_like_nodes, downstream, edge_counts, edge_summary, flow_edges, node_weights, upstream
 from ..model.gpt import SparseGPT
 from ..tasks import TaskData
+from .graph_layout import SCOPES
 from .graph_plot import NEG, POS, esc, graph_svg, rgba
 from .inspector import InspectorData
+
+STATIC = Path(__file__).with_name("static")
+# Node labels are drawn on the page's graph up to this many nodes (beyond, they overlap).
+LABEL_LIMIT = 60
+
+
+def num(x: float, sign: bool = False) -> str:
+    """A number for display: 3 significant digits, fixed point from 0.001 to 99900 (else 1.23e-05), a leading
+    ``+`` on non-negative numbers with ``sign``."""
+    x = float(f"{float(x):.3g}")  # round first, so 9.996 shows as 10.0
+    a = abs(x)
+    if not math.isfinite(x) or x == 0 or 1e-3 <= a < 1e5:
+        text = f"{x:.{max(0, 2 - math.floor(math.log10(a)))}f}" if math.isfinite(x) and x != 0 else f"{x:g}"
+    else:
+        text = f"{x:.2e}"
+    return ("+" if sign and x >= 0 else "") + text
 
 
 def json_for_html(obj) -> str:
@@ -37,7 +58,7 @@ def tokens_html(tokens: list[str], values: list[float] | None = None, scale: flo
         title = ""
         if values is not None:
             style += f"background:{rgba(values[j], scale)};"
-            title = f' title="{values[j]:.4g}"'
+            title = f' title="{num(values[j])}"'
         if at == j:
             style += "font-weight:bold;text-decoration:underline;"
         out.append(f'<span style="{style}"{title}>{esc(t)}</span>')
@@ -55,7 +76,7 @@ def activations_html(acts: dict, max_prompts: int = 12) -> str:
         for i, (o, p) in enumerate(vals)
     )
     return (
-        f"<p>Activations on {n} prompts (shared scale, max |a| = {scale:.3g}; blue +, red -)</p>"
+        f"<p>Activations on {n} prompts (shared scale, max |a| = {num(scale)}; blue +, red -)</p>"
         f'<table style="border-collapse:collapse"><tr><th>original model</th><th>pruned model</th></tr>{rows}</table>'
     )
 
@@ -68,7 +89,7 @@ def weights_html(weights: dict, top: int = 10) -> str:
         n_kept = sum(w["kept"] for w in ws)
         rows = "".join(
             f"<tr><td>{esc(w['node'])}</td><td>{esc(w['kind'])}</td>"
-            f'<td style="color:{POS if w["weight"] >= 0 else NEG}">{w["weight"]:+.4f}</td>'
+            f'<td style="color:{POS if w["weight"] >= 0 else NEG}">{num(w["weight"], sign=True)}</td>'
             f"<td>{'kept' if w['kept'] else ''}</td></tr>"
             for w in ws[:top]
         )
@@ -83,7 +104,7 @@ def head_html(pat: dict, max_prompts: int = 6) -> str:
     """Attention from the answer position, sink column included, original vs pruned, with TV distance."""
     parts = [
         f"<p><b>L{pat['layer']} head {pat['head']}</b>: attention from the answer position, sink "
-        f"included. Total-variation distance original vs pruned: TV = {pat['tv_mean']:.3f} (mean over "
+        f"included. Total-variation distance original vs pruned: TV = {num(pat['tv_mean'])} (mean over "
         f"{len(pat['tv'])} prompts)</p>"
     ]
     for i in range(min(max_prompts, len(pat["keys"]))):
@@ -93,13 +114,13 @@ def head_html(pat: dict, max_prompts: int = 6) -> str:
         parts.append(
             f"<table style='font-size:11px;margin-bottom:4px'><tr><th></th>{head}</tr>"
             f"<tr><th>original</th>{o}</tr><tr><th>pruned</th>{p}</tr></table>"
-            f"<div style='font-size:11px'>TV = {float(pat['tv'][i]):.3f}</div>"
+            f"<div style='font-size:11px'>TV = {num(pat['tv'][i])}</div>"
         )
     return "".join(parts)
 
 
 def _cells(row: torch.Tensor, n: int) -> str:
-    return "".join(f"<td style='background:{rgba(v, 1.0)};text-align:center'>{v:.2f}</td>" for v in row[:n].tolist())
+    return "".join(f"<td style='background:{rgba(v, 1.0)};text-align:center'>{num(v)}</td>" for v in row[:n].tolist())
 
 
 def snippets_html(snips: dict) -> str:
@@ -109,7 +130,8 @@ def snippets_html(snips: dict) -> str:
         items = snips.get(name, [])
         scale = max([abs(v) for s in items for v in s["acts"]] or [0.0])
         lis = "".join(
-            f"<li>{s['value']:+.3f}: {tokens_html(s['tokens'], s['acts'], scale, s['at'])}</li>" for s in items
+            f"<li>{num(s['value'], sign=True)}: {tokens_html(s['tokens'], s['acts'], scale, s['at'])}</li>"
+            for s in items
         )
         parts.append(f"<b>{name}-activating corpus snippets</b><ol>{lis}</ol>")
     return "".join(parts)
@@ -134,8 +156,8 @@ def node_header_html(panel: dict) -> str:
     return (
         f"<h3>{esc(panel['label'])}</h3><p>layer {info['layer']}, site {esc(info['site'])}, channel "
         f"{info['channel']}{head}; {panel['n_upstream']} upstream and {panel['n_downstream']} downstream nodes; "
-        f"{bias}.<br>Task loss of the circuit {eff['circuit_loss']:.4f}; {what}: {eff['toggled_loss']:.4f} "
-        f"(change {eff['delta']:+.4f}).</p>"
+        f"{bias}.<br>Loss on the shown prompts: circuit {num(eff['circuit_loss'])}; {what}: "
+        f"{num(eff['toggled_loss'])} (change {num(eff['delta'], sign=True)}).</p>"
     )
 
 
@@ -153,56 +175,60 @@ def node_panel_html(panel: dict) -> str:
 
 
 def summary_html(view: InspectorData) -> str:
-    """One paragraph about the circuit: nodes, edges by kind (``circuits.graph.edge_counts``), how it was found."""
+    """One paragraph about the circuit: nodes, edges (``circuits.graph.edge_summary``), how it was found, and
+    both losses: on the pruning set (recorded by pruning) and on the prompts shown here."""
     m = view.circuit.meta
-    c = edge_counts(view.graph)
     n_nodes = len(view.node_labels)
-    fields = [f"{esc(k)}: {esc(m[k])}" for k in ("model", "task", "ablation", "frozen_ln", "seed", "loss") if k in m]
+    fields = [f"{esc(k)}: {esc(m[k])}" for k in ("model", "task", "ablation", "frozen_ln", "seed") if k in m]
+    answers = f"the {len(view.graph['answer_tokens'])} answer logits"
+    losses = [f"loss on the pruning set {num(m['loss'])}"] if "loss" in m else []
+    if view.node_labels:  # the circuit's loss comes with any node's ablation effect (cached)
+        shown = view.effects(view.node_labels[:1])[view.node_labels[0]]["circuit_loss"]
+        losses.append(f"loss on the {len(view.data)} shown prompts {num(shown)}")
     return (
-        f"<p><b>{n_nodes} nodes</b>, {c['total']} edges ({c['weights']} weights, {c['qk_pairs']} q-k pairs, "
-        f"{c['residual']} residual, {c['unembed']} unembedding), of {view.circuit.total_nodes} model nodes. "
-        f"{'; '.join(fields)}. {len(view.data)} prompts.</p>"
+        f"<p><b>{n_nodes} nodes</b>, {esc(edge_summary(edge_counts(view.graph), answers))}, of "
+        f"{view.circuit.total_nodes} model nodes. {'; '.join(fields)}. {len(view.data)} prompts. "
+        f"Task loss ({esc(view.loss)}) of the circuit: {'; '.join(losses) or 'no nodes'}.</p>"
+    )
+
+
+def compare_html(result: dict, names: tuple[str, str] = ("A", "B"), top: int = 40) -> str:
+    """The numbers of ``analysis.inspection.compare_graphs`` as a table, and the nodes only one circuit keeps."""
+    a, b = (esc(n) for n in names)
+    rows = [
+        ("circuit nodes", len(result["nodes_a"]), len(result["nodes_b"])),
+        ("nodes only in this one", len(result["nodes_only_a"]), len(result["nodes_only_b"])),
+        ("edges (between nodes)", result["n_edges_a"], result["n_edges_b"]),
+        ("edges only in this one", len(result["edges_only_a"]), len(result["edges_only_b"])),
+    ]
+    body = "".join(f"<tr><td>{what}</td><td>{x}</td><td>{y}</td></tr>" for what, x, y in rows)
+    only = "".join(
+        f"<p><b>only in {name}</b>: {esc(', '.join(result[key][:top]))}{' ...' if len(result[key]) > top else ''}</p>"
+        for name, key in ((a, "nodes_only_a"), (b, "nodes_only_b"))
+    )
+    return (
+        f"<table><tr><th></th><th>{a}</th><th>{b}</th></tr>{body}</table>"
+        f"<p>{len(result['nodes_both'])} nodes in both; Jaccard of the node sets {num(result['jaccard'])}, of the "
+        f"edge sets {num(result['edge_jaccard'])}.</p>{only}"
     )
 
 
 # ------------------------------------------------------------------------------------ HTML page
 
-_CSS = """body{font-family:sans-serif;font-size:13px;margin:1em}#sc-graph{overflow-x:auto;border:1px solid #ddd}
+# The graph fills most of the window beside the panels (stacked on narrow windows); the graph's box can be resized.
+_CSS = """body{font-family:sans-serif;font-size:13px;margin:.5em 1em}
+#sc-main{display:flex;gap:1em;align-items:flex-start}#sc-left{flex:3 1 0;min-width:0}
+#sc-right{flex:2 1 0;min-width:0;max-height:95vh;overflow:auto}
+#sc-graph{border:1px solid #ddd;height:75vh;resize:vertical;overflow:hidden}
+#sc-graph svg{width:100%;height:100%;display:block;touch-action:none;user-select:none}
+@media (max-width:900px){#sc-main{display:block}#sc-right{max-height:none}}
 table{border-collapse:collapse}td,th{padding:1px 4px;vertical-align:top}#sc-acts td{border-bottom:1px solid #eee}
 #sc-acts span{padding:0 2px;margin:0 1px;border-radius:2px}"""
 
-# Plain script, no libraries: selecting a node shows its panel, colours the prompt tokens by its
-# activations and highlights its upstream and downstream closure.
-_JS = """(function(){
-const D=JSON.parse(document.getElementById('sc-data').textContent);
-const circles=Array.from(document.querySelectorAll('#sc-graph circle'));
-const lines=Array.from(document.querySelectorAll('#sc-graph line'));
-const succ=circles.map(()=>[]),pred=circles.map(()=>[]);
-D.flow.forEach(([s,d])=>{succ[s].push(d);pred[d].push(s);});
-function closure(i,adj){const seen=new Set(),todo=[i];while(todo.length){for(const j of adj[todo.pop()])
- if(!seen.has(j)){seen.add(j);todo.push(j);}}seen.delete(i);return seen;}
-const orig=Array.from(document.querySelectorAll('#sc-acts td.o span'));
-const prun=Array.from(document.querySelectorAll('#sc-acts td.p span'));
-function colour(v,m){const a=m>0?Math.min(1,Math.abs(v)/m):0;
- return v>=0?'rgba(33,102,172,'+a.toFixed(2)+')':'rgba(178,24,43,'+a.toFixed(2)+')';}
-function paint(spans,vals,m){spans.forEach((s,k)=>{s.style.background=vals?colour(vals[k],m):'';
- s.title=vals?String(vals[k]):'';});}
-function select(i){
- const up=closure(i,pred),down=closure(i,succ),a=new Set([i,...up]),b=new Set([i,...down]);
- circles.forEach((c,k)=>{const on=a.has(k)||b.has(k);c.setAttribute('fill-opacity',on?1:0.15);
-  c.setAttribute('r',k===i?7:4);c.setAttribute('stroke',k===i?'#000':'none');c.setAttribute('stroke-width',2);});
- lines.forEach(l=>{const s=+l.dataset.s,d=+l.dataset.d;
-  l.setAttribute('stroke-opacity',(a.has(s)&&a.has(d))||(b.has(s)&&b.has(d))?0.9:0.05);});
- document.querySelectorAll('.sc-np,.sc-hp').forEach(e=>{e.hidden=true;});
- const np=document.getElementById('np-'+i);if(np)np.hidden=false;
- const h=D.head[i];if(h)document.getElementById(h).hidden=false;
- const v=D.acts[i];let m=0;if(v)v[0].concat(v[1]).forEach(x=>{m=Math.max(m,Math.abs(x));});
- paint(orig,v&&v[0],m);paint(prun,v&&v[1],m);
- document.getElementById('sc-scale').textContent=v?m.toPrecision(3):'-';
- document.getElementById('sc-pick').value=String(i);}
-circles.forEach((c,k)=>c.addEventListener('click',()=>select(k)));
-document.getElementById('sc-pick').addEventListener('change',e=>select(+e.target.value));
-if(D.first!==null)select(D.first);})();"""
+
+def page_script() -> str:
+    """The page's inline script: zoom and pan, then selection, scope filter and labels."""
+    return (STATIC / "zoom_pan.js").read_text() + (STATIC / "page.js").read_text()
 
 
 def _sig(values: torch.Tensor) -> list[float]:
@@ -215,12 +241,17 @@ def export_page(
     max_prompts: int = 8,
     top_weights: int = 8,
     max_edges: int | None = 15000,
+    initial_node: str | None = None,
 ) -> str:
-    """The whole offline HTML page for one circuit (see ``circuit_to_html``)."""
+    """The whole offline HTML page for one circuit (see ``circuit_to_html``); it opens on ``initial_node``
+    (default: the first circuit node)."""
     g = view.graph
     labels = list(g["nodes"])
     index = {k: i for i, k in enumerate(labels)}
     circuit_nodes = view.node_labels
+    if initial_node is not None and initial_node not in index:
+        raise ValueError(f"initial_node {initial_node!r} is not a node of the circuit's graph")
+    first = initial_node or (circuit_nodes[0] if circuit_nodes else None)
     tokens = view.tokens[:max_prompts]
     lens = [len(t) for t in tokens]
     effects = view.effects(circuit_nodes)  # batched: several masks per forward pass
@@ -258,24 +289,31 @@ def export_page(
     ]
     rows = "".join(f'<tr><td class="o">{tokens_html(t)}</td><td class="p">{tokens_html(t)}</td></tr>' for t in tokens)
     options = "".join(f'<option value="{index[k]}">{esc(k)}</option>' for k in labels)
+    scopes = "".join(f'<option value="{v}">{t}</option>' for v, t in SCOPES.items())
     data = {
         "flow": [[index[s], index[d]] for s, d in flow_edges(g)],
         "acts": acts,
         "head": {i: head_id(*h) for i, h in heads.items()},
-        "first": index[circuit_nodes[0]] if circuit_nodes else None,
+        "first": index[first] if first is not None else None,
+        "labels": labels,
+        "label_limit": LABEL_LIMIT,
     }
     name = title or f"circuit: {view.circuit.meta.get('task', '')} {view.circuit.meta.get('model') or ''}".strip()
     return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(name)}</title><style>{_CSS}</style></head>'
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" '
+        f'content="width=device-width,initial-scale=1"><title>{esc(name)}</title><style>{_CSS}</style></head>'
         f"<body><h2>{esc(name)}</h2>{summary_html(view)}"
-        f"<p>Click a node (or pick it) to see its panel and highlight what feeds it and what it feeds. Edge "
-        f"width: |weight| within its kind; blue positive, red negative; dashed grey: q-k pairs.</p>"
-        f'<div id="sc-graph">{graph_svg(g, view.positions, max_edges=max_edges)}</div>'
-        f'<p>Node: <select id="sc-pick">{options}</select></p>{"".join(panels)}{"".join(head_blocks)}'
-        f'<p>Activations on the task prompts (shared scale, max |a| = <span id="sc-scale">-</span>; blue +, red -)</p>'
-        f'<table id="sc-acts"><tr><th>original model</th><th>pruned model</th></tr>{rows}</table>'
+        f"<p>Click a node (or pick it) to see its panel and highlight what feeds it and what it feeds; wheel to "
+        f"zoom, drag to pan. Edge width: |weight| within its kind; blue positive, red negative; dashed grey: q-k "
+        f"pairs. Node labels are drawn on graphs of at most {LABEL_LIMIT} nodes (else hover a node).</p>"
+        f'<div id="sc-main"><div id="sc-left"><p>Node: <select id="sc-pick">{options}</select> Show: '
+        f'<select id="sc-scope">{scopes}</select> <button id="sc-reset" type="button">reset view</button></p>'
+        f'<div id="sc-graph">{graph_svg(g, view.positions, max_edges=max_edges)}</div></div>'
+        f'<div id="sc-right">{"".join(panels)}{"".join(head_blocks)}'
+        f'<p>Activations on the task prompts (shared scale, max |a| = <span id="sc-scale">-</span>; blue +, red -)'
+        f'</p><table id="sc-acts"><tr><th>original model</th><th>pruned model</th></tr>{rows}</table></div></div>'
         f'<script type="application/json" id="sc-data">{json_for_html(data)}</script>'
-        f"<script>{_JS}</script></body></html>"
+        f"<script>{page_script()}</script></body></html>"
     )
 
 
@@ -292,15 +330,17 @@ def circuit_to_html(
     means: dict | None = None,
     title: str | None = None,
     max_edges: int | None = 15000,
+    initial_node: str | None = None,
 ) -> Path:
     """Write one self-contained, offline HTML file: the circuit's graph (inline SVG, click a node) and a
     panel per node (activations in the original and pruned model as coloured tokens, weights, ablation
     effect, bias-like flag, attention patterns of its head). ``data`` defaults to ``n_prompts`` prompts
-    of the circuit's task on ``split``; beyond ``max_edges`` only the strongest edges are drawn."""
+    of the circuit's task on ``split``; beyond ``max_edges`` only the strongest edges are drawn. The page opens
+    on ``initial_node`` (a label; default the first circuit node), e.g. the node a walkthrough is about."""
     if data is None:
         data = circuit.task().data(split, tok, n_prompts)
     view = InspectorData.build(model, tok, circuit, data, ablation=ablation, means=means)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(export_page(view, title=title, max_edges=max_edges), encoding="utf-8")
+    path.write_text(export_page(view, title=title, max_edges=max_edges, initial_node=initial_node), encoding="utf-8")
     return path

@@ -4,25 +4,32 @@
     CircuitInspector({"sparse-d128": (model, tok)}, {"pronoun seed 0": circuit}, tasks=["pronoun"])
 
 Controls pick the model, task (whose prompts are shown), circuit, node budget k (``circuit.at_count(k)``),
-prompt split and count, and the node. Everything a view needs is computed once per choice of those
-(``inspector.InspectorData``, cached), so selecting a node only slices caches and runs one small forward
-pass. Widget state is not kept in executed notebooks, so the widget also offers a static HTML view (the
-summary and the circuit's graph as SVG) that a saved notebook shows instead; for papers use
-``graph_plot.plot_circuit_graph`` or the static export ``html.circuit_to_html``.
+prompt split and count, and the node; clicking a node of the graph (``graph_widget.GraphWidget``) selects it
+too. A search box, an edge-weight threshold and a scope (up/downstream of the selection) filter the graph, and
+``export`` writes the view as JSON, GraphML, SVG or PNG. Everything a view needs is computed once per choice
+of those (``inspector.InspectorData``, cached), so selecting a node only slices caches and runs one small
+forward pass. ``compare_view`` shows two circuits side by side. Widget state is not kept in executed
+notebooks, so the widget also offers a static HTML view (the summary and the circuit's graph as SVG) that a
+saved notebook shows instead; for papers use ``graph_plot.plot_circuit_graph`` or ``html.circuit_to_html``.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import ipywidgets as W
 
-from ..analysis.inspection import CorpusActivations
+from ..analysis.inspection import CorpusActivations, compare_graphs
 from ..circuits.ablation import node_means
+from ..circuits.graph import circuit_graph
 from ..circuits.layout import NodeLayout
+from ..model.gpt import SparseGPT
 from ..tasks import SPLITS, Task, TaskSpecError, get_task
+from .graph_layout import SCOPES
 from .graph_plot import esc, graph_svg
-from .html import node_panel_html, summary_html
+from .graph_widget import GraphWidget
+from .html import compare_html, node_panel_html, summary_html
 from .inspector import InspectorData
 
 STATIC_HINT = "Static view of the circuit inspector: run the notebook with a live kernel to select nodes."
@@ -30,8 +37,9 @@ STATIC_HINT = "Static view of the circuit inspector: run the notebook with a liv
 
 class CircuitInspector(W.VBox):
     """The inspector widget. Its parts are attributes, so code (and tests) can drive it: ``model``,
-    ``task``, ``circuit``, ``k``, ``split``, ``n_prompts``, ``node`` (controls), ``summary``, ``graph``,
-    ``node_panel``, ``status`` (HTML outputs); ``view`` is the current InspectorData."""
+    ``task``, ``circuit``, ``k``, ``split``, ``n_prompts``, ``node``, ``search``, ``threshold``, ``scope``,
+    ``export_path`` (controls), ``graph`` (the clickable ``GraphWidget``; a click sets ``graph.selected``),
+    ``summary``, ``node_panel``, ``status`` (HTML outputs); ``view`` is the current InspectorData."""
 
     def __init__(
         self,
@@ -54,7 +62,7 @@ class CircuitInspector(W.VBox):
             recorded = {c.meta["task"]: c for c in circuits.values() if c.meta.get("task")}
             self.tasks = {name: recorded[name].task() for name in sorted(recorded)} or {"pronoun": get_task("pronoun")}
         self.snippet_args = (snippet_batches, snippet_batch_size)
-        self.max_edges = max_edges  # the graph is redrawn on every selection: keep it light
+        self.max_edges = max_edges  # the browser draws every shown edge: keep it light
         self._views: dict[tuple, InspectorData] = {}
         self._means: dict[str, dict] = {}
         self._corpus: dict[str, CorpusActivations] = {}
@@ -72,19 +80,31 @@ class CircuitInspector(W.VBox):
             value=n_prompts, min=1, max=512, description="prompts", style=style, layout=W.Layout(width="140px")
         )
         self.node = W.Dropdown(options=[], description="node", style=style)
-        self.summary, self.graph, self.node_panel, self.status = W.HTML(), W.HTML(), W.HTML(), W.HTML()
-        self.graph.layout = W.Layout(overflow="auto", max_height="520px", border="1px solid #ddd")
+        self.search = W.Text(description="find", placeholder="L1.v.h3  layer=1  site=attn_out", style=style)
+        self.threshold = W.FloatSlider(
+            value=0.0, min=0.0, max=1.0, step=0.001, description="hide |weight| <", readout_format=".3g", style=style
+        )
+        self.scope = W.Dropdown(options=[(t, v) for v, t in SCOPES.items()], description="show", style=style)
+        self.export_path = W.Text(value="circuit.graphml", description="export to", style=style)
+        self.export_button = W.Button(description="export view", tooltip=".json, .graphml, .svg or .png")
+        self.graph = GraphWidget(max_edges=max_edges)
+        self.summary, self.node_panel, self.status = W.HTML(), W.HTML(), W.HTML()
         super().__init__(
             [
                 W.HBox([self.model, self.circuit, self.task]),
                 W.HBox([self.k, self.split, self.n_prompts]),
                 self.summary,
+                W.HBox([self.search, self.threshold, self.scope]),
                 self.graph,
-                self.node,
+                W.HBox([self.node, self.export_path, self.export_button]),
                 self.status,
                 self.node_panel,
             ]
         )
+        for control, trait in ((self.search, "query"), (self.threshold, "threshold"), (self.scope, "scope")):
+            W.link((control, "value"), (self.graph, trait))
+        self.graph.observe(lambda _: self._on_click(), "selected")
+        self.export_button.on_click(lambda _: self._on_export())
 
         self.model.observe(self._on_model, "value")
         self.circuit.observe(self._on_circuit, "value")
@@ -141,7 +161,8 @@ class CircuitInspector(W.VBox):
     def _clear(self, message: str) -> None:
         self.view = None
         self.node.options = []
-        self.summary.value = self.graph.value = self.node_panel.value = ""
+        self.summary.value = self.node_panel.value = ""
+        self.graph.set_graph({"nodes": {}, "edges": [], "n_layer": 0, "d_head": 0, "answer_tokens": []})
         self.status.value = f"<span style='color:#b2182b'>{esc(message)}</span>"
 
     # ---- building the view --------------------------------------------------------------------------
@@ -194,22 +215,82 @@ class CircuitInspector(W.VBox):
         self.summary.value = summary_html(self.view)
         labels = self.view.node_labels
         keep = self.node.value if self.node.value in labels else (labels[0] if labels else None)
+        weights = [abs(e.weight) for e in self.view.graph["edges"]]
         self._quiet = True
         try:
             self.node.options = labels
             self.node.value = keep
+            self.threshold.max = max(weights, default=1.0) or 1.0
+            self.graph.set_graph(self.view.graph, self.view.positions, self.view.adj, selected=keep or "")
         finally:
             self._quiet = False
         self._show_node()
 
+    def _on_click(self) -> None:
+        """A node clicked in the graph (or ``graph.selected`` set): select it as the dropdown does."""
+        if self._quiet or self.view is None:
+            return
+        label = self.graph.selected
+        if label in self.node.options and label != self.node.value:
+            self.node.value = label  # its observer shows the panel
+        else:  # the current node again, or an embedding / logit endpoint (not in the dropdown)
+            self._show_label(label)
+
     def _show_node(self) -> None:
         if self._quiet or self.view is None:
             return
-        label = self.node.value
+        self._show_label(self.node.value)
+
+    def _show_label(self, label: str | None) -> None:
+        """The panel of one graph node (embedding and logit endpoints get a short one) and its selection."""
         t0 = time.perf_counter()
-        self.graph.value = graph_svg(
-            self.view.graph, self.view.positions, highlight=label, adj=self.view.adj, max_edges=self.max_edges
-        )
+        self._quiet = True
+        try:
+            self.graph.selected = label or ""
+        finally:
+            self._quiet = False
         self.node_panel.value = node_panel_html(self.view.panel(label)) if label else ""
         self.last_latency = time.perf_counter() - t0
         self.status.value = f"<small>node view in {1000 * self.last_latency:.0f} ms</small>"
+
+    # ---- export -------------------------------------------------------------------------------------
+    def export(self, path: str | Path) -> Path:
+        """Write the graph as shown (search, threshold and scope applied; the selection marked) to ``path``:
+        .json, .graphml, .svg or .png (``graph_widget.export_view``)."""
+        return self.graph.export(path)
+
+    def _on_export(self) -> None:
+        try:
+            self.status.value = f"<small>wrote {esc(self.export(self.export_path.value))}</small>"
+        except (ValueError, OSError) as e:
+            self.status.value = f"<span style='color:#b2182b'>{esc(e)}</span>"
+
+
+def compare_view(
+    model: SparseGPT,
+    circuit_a,
+    circuit_b,
+    names: tuple[str, str] = ("A", "B"),
+    answer_tokens: list[int] | None = None,
+    tok=None,
+    max_edges: int | None = 5000,
+) -> W.VBox:
+    """Two circuits of one model side by side: the numbers of ``analysis.inspection.compare_graphs`` (kept-node
+    diff, Jaccard of the node sets, edges only in one) above both graphs, the nodes only one keeps ringed.
+    Selecting a node in one graph selects it in the other. The result's ``compare`` attribute holds the numbers
+    and ``graphs`` the two ``GraphWidget``s."""
+    graphs = [circuit_graph(model, c, answer_tokens, tok) for c in (circuit_a, circuit_b)]
+    result = compare_graphs(*graphs)
+    widgets = [GraphWidget(g, max_edges=max_edges) for g in graphs]
+    widgets[0].mark(result["nodes_only_a"])
+    widgets[1].mark(result["nodes_only_b"])
+    W.link((widgets[0], "selected"), (widgets[1], "selected"))
+    heads = [W.HTML(f"<b>{esc(n)}</b>") for n in names]
+    box = W.VBox(
+        [
+            W.HTML(compare_html(result, names)),
+            W.HBox([W.VBox([h, g], layout=W.Layout(width="50%")) for h, g in zip(heads, widgets)]),
+        ]
+    )
+    box.compare, box.graphs = result, widgets
+    return box
