@@ -3,21 +3,32 @@
 - ``walkthrough_setup``: notebooks 04-06 prune one circuit of the shipped model for one task and read it node by
   node; this loads the model and the held-out prompts, prunes, and evaluates the model and the circuit.
 - ``prune_circuits`` / ``prune_and_evaluate``: notebooks 08 and 09 prune one circuit per (model, task, ablation)
-  and compare each with its model on held-out prompts.
+  and compare each with its model on held-out prompts. With a ``cache_dir`` (``circuit_cache_dir(profile)``:
+  runs/<profile>/circuits) each circuit is saved once and reused by the next notebook that asks for exactly the
+  same one (``cache_key``: model name, weights and config, task, every ``PruneConfig`` field, seed, version and
+  the source of the layers pruning runs through).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ..analysis.walkthrough import evaluate_full
 from ..circuits.ablation import resolve_ablation
-from ..circuits.circuit import Circuit
+from ..circuits.circuit import Circuit, task_record
 from ..circuits.graph import circuit_graph, edge_counts
-from ..core.paths import model_dir
+from ..core import storage
+from ..core.paths import RUNS_DIR, check_profile, model_dir
+from ..core.version import __version__
 from ..model.gpt import SparseGPT
 from ..model.inference import load
 from ..pruning.pruner import PruneConfig, Pruner, prune
@@ -150,33 +161,121 @@ def circuit_key(model_name: str, task: str, ablation: str) -> str:
     return f"{model_name}/{task}/{ablation}"
 
 
+def circuit_cache_dir(profile: str) -> Path:
+    """Where ``prune_circuits`` keeps the circuits of a profile's notebooks: runs/<profile>/circuits."""
+    return RUNS_DIR / check_profile(profile) / "circuits"
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of every tensor of the model's state dict (name, dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# The layers a pruned circuit's computation runs through: an edit to any of their files starts the cache afresh.
+PRUNING_LAYERS = ("core", "data", "model", "training", "tasks", "circuits", "pruning")
+
+
+def source_digest(layers: tuple[str, ...] = PRUNING_LAYERS) -> str:
+    """SHA-256 of the package's Python files in ``layers`` (relative paths and contents)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(p for layer in layers for p in (root / layer).rglob("*.py")):
+        h.update(f"{path.relative_to(root).as_posix()}\0".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(model_name: str, weights: str, model_config: dict, task: Task, cfg: PruneConfig, seed: int) -> dict:
+    """Everything a pruned circuit depends on, as JSON data: two runs with equal keys give the same circuit."""
+    key = {
+        "model": model_name,
+        "weights_sha256": weights,
+        "model_config": model_config,
+        "task": task_record(task),
+        "prune_config": cfg.to_dict(),
+        "seed": seed,
+        "package_version": __version__,
+        "code_sha256": source_digest(),
+    }
+    return json.loads(json.dumps(key, sort_keys=True))  # tuples become lists, as they come back from a file
+
+
+def cached_circuit(cache_dir: Path, key: dict) -> tuple[Path, Circuit | None]:
+    """(the key's directory, its circuit if saved under exactly this key else None)."""
+    path = Path(cache_dir) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    key_file = path / "key.json"
+    if key_file.is_file() and storage.read_json(key_file) == key:
+        return path, Circuit.load(path)
+    return path, None
+
+
+def save_cached(path: Path, key: dict, circuit: Circuit) -> None:
+    """Save ``circuit`` and its key under ``path`` all at once: written to a temporary directory beside it and
+    renamed into place, so a kill leaves no half-written entry (a concurrent writer of the same key wins)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        circuit.save(tmp)
+        storage.write_json(tmp / "key.json", key)
+        if path.exists():
+            shutil.rmtree(path)  # a stale entry of another key with the same name
+        os.replace(tmp, path)
+    except OSError:
+        if not (path / "key.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def prune_circuits(
-    loaded: dict, tasks: list[str], configs: list[PruneConfig], seed: int = 0, progress: bool = False
+    loaded: dict,
+    tasks: list[str],
+    configs: list[PruneConfig],
+    seed: int = 0,
+    progress: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, dict]:
     """One circuit (one seed) per (model, task, config): each config prunes with its own ablation.
 
     ``loaded`` maps model names to ``inference.load`` results. A run is one call of ``prune`` (runs of different
     tasks cannot share a batch: their losses differ). Mean ablation values are computed once per model and
-    shared by its tasks. Returns {circuit_key: {"circuit", "ablation" (values for ``circuit.run``: None for
-    zero, the node means for mean), "model", "task", "ablation_kind"}}, ordered by model, task, then ablation.
+    shared by its tasks. With ``cache_dir``, a circuit saved there under the same ``cache_key`` is loaded instead
+    of pruned again, and a newly pruned one is saved. Returns {circuit_key: {"circuit", "ablation" (values for
+    ``circuit.run``: None for zero, the node means for mean), "model", "task", "ablation_kind", "cached"}},
+    ordered by model, task, then ablation.
     """
     out = {}
-    for name, (model, tok, _) in loaded.items():
+    for name, (model, tok, model_config) in loaded.items():
         means = None
+        weights = weights_digest(model) if cache_dir is not None else ""
         for cfg in configs:
             a = cfg.ablation
             for t in tasks:
                 task = get_task(t)
                 pruner = Pruner(model, tok, task, cfg, means=means)  # the model's means are computed once
                 means = pruner.means if a == "mean" else means
-                runs = prune(model, tok, task, cfg, seeds=[seed], progress=progress, model_name=name, pruner=pruner)
-                circuit = runs[0]
+                circuit, path = None, None
+                if cache_dir is not None:
+                    key = cache_key(name, weights, model_config, task, cfg, seed)
+                    path, circuit = cached_circuit(Path(cache_dir), key)
+                cached = circuit is not None
+                if not cached:
+                    runs = prune(model, tok, task, cfg, seeds=[seed], progress=progress, model_name=name, pruner=pruner)
+                    circuit = runs[0]
+                    if path is not None:
+                        save_cached(path, key, circuit)
                 out[circuit_key(name, t, a)] = {
                     "circuit": circuit,
                     "ablation": pruner.means if a == "mean" else None,
                     "model": name,
                     "task": t,
                     "ablation_kind": a,
+                    "cached": cached,
                 }
     order = [circuit_key(m, t, c.ablation) for m in loaded for t in tasks for c in configs]
     return {k: out[k] for k in order}
@@ -191,16 +290,22 @@ def ablation_for(entry: dict, model, tok, data: TaskData):
 
 
 def prune_and_evaluate(
-    loaded: dict, tests: dict[tuple[str, str], TaskData], tasks: list[str], configs: list[PruneConfig], seed: int = 0
+    loaded: dict,
+    tests: dict[tuple[str, str], TaskData],
+    tasks: list[str],
+    configs: list[PruneConfig],
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, dict]:
-    """``prune_circuits``, then each circuit and its model on the held-out prompts ``tests[(model, task)]``.
+    """``prune_circuits`` (reusing circuits saved in ``cache_dir``), then each circuit and its model on the
+    held-out prompts ``tests[(model, task)]``.
 
     Each entry gains "test_ablation" (``ablation_for`` the test prompts) and "summary" (nodes, edges, the pruning
     loss, whether it reached the target, and the held-out loss of the model and of the circuit); one line per
     circuit is printed, and the wall time at the end.
     """
     t0 = time.perf_counter()
-    entries = prune_circuits(loaded, tasks, configs, seed=seed)
+    entries = prune_circuits(loaded, tasks, configs, seed=seed, cache_dir=cache_dir)
     for key, e in entries.items():
         model, tok, _ = loaded[e["model"]]
         test, task = tests[(e["model"], e["task"])], get_task(e["task"])
@@ -219,7 +324,7 @@ def prune_and_evaluate(
         print(
             f"{key:<28} {c.n_nodes:>5} nodes  loss {c.meta['loss']:.3f} (target reached: "
             f"{c.meta['reached_target']}); held-out loss model {e['summary']['test_loss_model']:.3f}, circuit "
-            f"{held_out['loss']:.3f}"
+            f"{held_out['loss']:.3f}" + (" (saved circuit)" if e["cached"] else "")
         )
     print(f"pruning and held-out evaluation took {time.perf_counter() - t0:.0f} s")
     return entries

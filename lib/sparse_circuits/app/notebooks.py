@@ -4,20 +4,30 @@
   copies and compares the outputs of cells marked ``# NBVAL_CHECK_OUTPUT``. Used by ``make test``.
 - full: each notebook with ``profile="full"`` into runs/full/; figures and numbers land in figures/; wall
   times are recorded in figures/results/timings.json and the README's results section is regenerated.
+
+Kernels run with ``core.progress.TEXT_PROGRESS_ENV`` set, so progress bars are saved as text in the executed
+notebooks (a widget bar would be saved empty).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 
 from ..core.paths import NOTEBOOKS_DIR, RUNS_DIR, check_profile, results_dir
+from ..core.progress import TEXT_PROGRESS_ENV
 from .report import update_readme
 
 KERNEL = "python3"
+
+
+def kernel_env() -> dict[str, str]:
+    """This process's environment plus text progress bars: kernels inherit it (papermill and nbval alike)."""
+    return {**os.environ, TEXT_PROGRESS_ENV: "1"}
 
 
 def notebook_paths(names: list[str] | None = None):
@@ -38,6 +48,7 @@ def execute(profile: str, names: list[str] | None = None) -> dict[str, float]:
     out_dir = RUNS_DIR / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
+    os.environ.update(kernel_env())  # papermill starts each kernel with this process's environment
     for nb in notebook_paths(names):
         print(f"[{profile}] {nb.name}", flush=True)
         t0 = time.perf_counter()
@@ -71,7 +82,7 @@ def nbval(profile: str, names: list[str] | None = None) -> int:
         "--nbval-cell-timeout=900",
         *map(str, paths),
     ]
-    return subprocess.call(cmd, cwd=str(NOTEBOOKS_DIR))
+    return subprocess.call(cmd, cwd=str(NOTEBOOKS_DIR), env=kernel_env())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,9 @@
-"""Static matplotlib figures for notebooks and papers (written to figures/ with fixed names, no timestamps)."""
+"""Static matplotlib figures for notebooks and papers (written to figures/ with fixed names, no timestamps).
+
+Shared conventions: a loss-vs-size frontier is drawn as its running minimum (``plot_frontier``: the best loss
+reached with at most n nodes, the raw points faint behind it), every threshold line carries its name on the
+plot (``threshold_line``), and legends sit outside the data area (``legend_outside``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,67 @@ def savefig(fig, name: str, profile: str = "full") -> Path:
     path = figures_dir(profile) / f"{name}.png"
     fig.savefig(path, dpi=130, bbox_inches="tight", metadata={"Software": None})
     return path
+
+
+def running_min(xs, ys) -> tuple[list[float], list[float]]:
+    """(x sorted ascending, the lowest y at or below each x): the best loss reached with at most x nodes.
+
+    Non-finite y values never lower the minimum (they stay infinite until a finite one comes)."""
+    order = np.argsort(np.asarray(xs, dtype=float), kind="stable")
+    x = np.asarray(xs, dtype=float)[order]
+    y = np.asarray(ys, dtype=float)[order]
+    y = np.where(np.isfinite(y), y, np.inf)
+    return x.tolist(), np.minimum.accumulate(y).tolist()
+
+
+def plot_frontier(ax, xs, ys, label: str | None = None, color=None, floor: float | None = None, **kw):
+    """A loss-vs-size frontier on ``ax``: the raw points (x, y) faint, their running minimum as a step line
+    (``running_min``). ``floor`` lifts values below it (for log axes: a loss of 0 cannot be drawn). Extra keywords
+    go to the step line. Returns the step line (its colour is the frontier's)."""
+    x, best = running_min(xs, ys)
+    y_raw = np.asarray(ys, dtype=float)
+    if floor is not None:
+        best, y_raw = np.maximum(best, floor).tolist(), np.maximum(y_raw, floor)
+    (line,) = ax.step(x, best, where="post", color=color, lw=1.4, label=label, **kw)
+    ax.plot(xs, y_raw, "o", ms=3, color=line.get_color(), alpha=0.25, zorder=line.get_zorder() - 0.1)
+    return line
+
+
+def threshold_line(ax, y: float, label: str, ls: str = "--", color: str = "gray") -> None:
+    """A horizontal threshold with its name written on it at the left edge (e.g. "target loss 0.15"), on a
+    half-transparent white box so that it stays readable over data points."""
+    ax.axhline(y, ls=ls, c=color, lw=0.8)
+    ax.annotate(
+        label,
+        (0.01, y),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 2),
+        textcoords="offset points",
+        fontsize=7,
+        color=color,
+        va="bottom",
+        bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.5},  # readable over dense points
+    )
+
+
+def legend_outside(fig, axes=None, where: str = "right", **kw):
+    """One legend for the figure outside its panels (``where``: "right" or "below"), from the labelled artists of
+    ``axes`` (default: every axes of the figure), each label once. Returns the legend, or None without labels."""
+    handles, labels = {}, []
+    for ax in axes if axes is not None else fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if not labels:
+        return None
+    kw = {"frameon": False, "fontsize": 8, **kw}
+    if where == "right":
+        return fig.legend([handles[k] for k in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5), **kw)
+    if where == "below":
+        kw.setdefault("ncol", min(len(labels), 4))
+        return fig.legend([handles[k] for k in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), **kw)
+    raise ValueError(f"legend_outside: where must be 'right' or 'below', not {where!r}")
 
 
 def node_counts_by_site(nodes, model) -> dict[str, list[int]]:
@@ -40,8 +106,8 @@ def plot_site_counts(nodes, model, title: str = ""):
     ax.set_xticks(x + width * (model.cfg.n_layer - 1) / 2, NODE_SITES)
     ax.set_ylabel("kept nodes")
     ax.set_title(title or f"circuit: {int(nodes.sum())} nodes")
-    ax.legend(frameon=False)
     fig.tight_layout()
+    legend_outside(fig)
     return fig
 
 
@@ -72,6 +138,6 @@ def plot_training_curves(model_dirs: dict[str, Path]):
     axes[0].set(xlabel="training tokens (M)", ylabel="loss (dots: held-out)", ylim=(None, 4))
     axes[1].set(xlabel="step", ylabel="L0 (nonzero fraction)", yscale="log")
     axes[2].set(xlabel="step", ylabel="learning rate (with sharkfin)")
-    axes[0].legend(frameon=False, fontsize=8)
     fig.tight_layout()
+    legend_outside(fig, axes[:1])
     return fig

@@ -3,19 +3,28 @@
 Node positions come from ``graph_layout``; edges are those of ``circuits.graph.circuit_graph``. Colours: blue
 positive, red negative; edge width grows with |weight| relative to the largest edge of its kind (W_in and
 residual weights live on different scales). Every label goes through ``esc`` (``html.escape``), so a
-vocabulary word such as ``<script>`` shows as text.
+vocabulary word such as ``<script>`` shows as text. A large circuit's matplotlib drawing shows its key paths
+(``key_path_edges``: the strongest routes from inputs to the logits) and greys out the rest, saying so on the
+figure; every drawing carries a legend of what an edge's colour, dash and width mean.
 """
 
 from __future__ import annotations
 
 import html
+import math
 
 import torch
 
-from ..circuits.graph import adjacency, downstream, edge_counts, upstream
-from .graph_layout import layout, row_names
+from ..circuits.graph import NON_FLOW_KINDS, adjacency, downstream, edge_counts, upstream
+from .graph_layout import layout, row_names, row_of
 
-POS, NEG, QK = "#2166ac", "#b2182b", "#888888"
+POS, NEG, QK, OFF_PATH = "#2166ac", "#b2182b", "#888888", "#cccccc"
+KEY_PATHS_ABOVE = 200
+"""``plot_circuit_graph`` draws circuits of more nodes than this as their key paths (``key_path_edges``)."""
+KEY_EDGES = 120
+"""Edges kept on the key paths of a large circuit."""
+MAX_GREY_EDGES = 2000
+"""A key-path drawing leaves out the other edges when they are more than this, instead of drawing them grey."""
 SITE_COLOURS = {
     "embed": "#555555",
     "attn_in": "#8c6bb1",
@@ -56,6 +65,72 @@ def _edge_style(graph: dict) -> list[tuple[float, str]]:
     for e in graph["edges"]:
         w = 0.3 + 2.2 * abs(e.weight) / top[e.kind] if top[e.kind] > 0 else 0.3
         out.append((w, QK if e.kind == "qk" else (POS if e.weight >= 0 else NEG)))
+    return out
+
+
+def relative_strengths(graph: dict) -> list[float]:
+    """|weight| of each edge over the largest |weight| of its kind (0 when that is 0)."""
+    top = _largest_by_kind(graph)
+    return [abs(e.weight) / top[e.kind] if top[e.kind] > 0 else 0.0 for e in graph["edges"]]
+
+
+def key_path_edges(graph: dict, n_edges: int) -> list[int]:
+    """Indices of the ``n_edges`` edges on the strongest paths from the inputs to the logits.
+
+    A path's strength is its weakest edge (``relative_strengths``); an edge scores the strength of the strongest
+    path through it from a source (a node without incoming edges: embedding channels, bias-like nodes) to a sink
+    (the answer logits; nodes without outgoing edges when the graph has no logits). Every edge on an edge's best
+    path scores at least as much, so the best-scoring edges form whole paths (ties aside). Edges on no such path
+    and q-k pairs (no value flows along them) are never chosen."""
+    edges, nodes = graph["edges"], graph["nodes"]
+    rel = relative_strengths(graph)
+    row = {k: row_of(info, graph["n_layer"]) for k, info in nodes.items()}
+    flow = [i for i, e in enumerate(edges) if e.kind not in NON_FLOW_KINDS]  # each goes up at least one row
+    has_in, has_out = {edges[i].dst for i in flow}, {edges[i].src for i in flow}
+    sinks = {k for k, info in nodes.items() if info["kind"] == "logit"} or set(nodes) - has_out
+    fwd = {k: 0.0 if k in has_in else math.inf for k in nodes}  # strongest path from a source to k
+    for i in sorted(flow, key=lambda i: row[edges[i].src]):
+        e = edges[i]
+        fwd[e.dst] = max(fwd[e.dst], min(fwd[e.src], rel[i]))
+    bwd = {k: math.inf if k in sinks else 0.0 for k in nodes}  # strongest path from k to a sink
+    for i in sorted(flow, key=lambda i: -row[edges[i].dst]):
+        e = edges[i]
+        bwd[e.src] = max(bwd[e.src], min(rel[i], bwd[e.dst]))
+    score = {i: min(fwd[edges[i].src], rel[i], bwd[edges[i].dst]) for i in flow}
+    ranked = sorted((i for i in flow if score[i] > 0), key=lambda i: (-score[i], i))
+    return sorted(ranked[:n_edges])
+
+
+def edge_legend_handles(key_paths: bool = False) -> list:
+    """Legend entries of a graph's edges: sign colours, the q-k dash, thin and thick widths (and, for a key-path
+    drawing, the grey of edges off the key paths)."""
+    from matplotlib.lines import Line2D
+
+    out = [
+        Line2D([], [], color=POS, lw=1.5, label="positive weight"),
+        Line2D([], [], color=NEG, lw=1.5, label="negative weight"),
+        Line2D([], [], color=QK, lw=1.0, ls="--", label="q-k pair (forms a score)"),
+        Line2D([], [], color="black", lw=0.3, label="weak (width: |w| / largest of its kind)"),
+        Line2D([], [], color="black", lw=1.6, label="strongest of its kind"),
+    ]
+    if key_paths:
+        out.append(Line2D([], [], color=OFF_PATH, lw=1.0, label="not on a key path"))
+    return out
+
+
+def _label_offsets(names: list[str], pos: dict, width_pt: float) -> dict[str, tuple[float, float, float]]:
+    """Label placement per node, (dx, dy in points, rotation): neighbours in a row alternate above and below; a
+    row too crowded for that gets its labels turned upright, so no two labels overlap."""
+    rows: dict[float, list[str]] = {}
+    for n in names:
+        rows.setdefault(pos[n][1], []).append(n)
+    out = {}
+    for members in rows.values():
+        members.sort(key=lambda n: pos[n][0])
+        longest = max(len(n) for n in members) * 3.4  # points at fontsize 6
+        fits = len(members) * longest <= 2 * width_pt  # two staggered lines of labels
+        for i, n in enumerate(members):
+            out[n] = (0.0, 4.0 if i % 2 == 0 else -10.0, 0.0) if fits else (0.0, 4.0, 90.0)
     return out
 
 
@@ -103,8 +178,10 @@ def graph_svg(
     for _, y in pos.values():
         per_row[y] = per_row.get(y, 0) + 1
     left, margin = 120, 16
+    shown = drawn_edges(graph, max_edges)
+    notes = 2 if len(shown) < len(graph["edges"]) else 1  # lines of text above the graph: the legend, a note
     width = min(max_width, max(700, 9 * max(per_row.values(), default=1))) + left
-    height = 2 * margin + (n_rows - 1) * row_height
+    height = 2 * margin + (n_rows - 1) * row_height + 14 * notes
     xy = {k: (left + x * (width - left - margin), height - margin - y * row_height) for k, (x, y) in pos.items()}
     sel, up, down = _lit(graph, highlight, adj)
     index = {k: i for i, k in enumerate(graph["nodes"])}
@@ -116,10 +193,14 @@ def graph_svg(
         y = height - margin - r * row_height
         parts.append(f'<text x="4" y="{y + 3:.0f}" fill="#444">{esc(name)}</text>')
     styles = _edge_style(graph)
-    shown = drawn_edges(graph, max_edges)
+    parts.append(
+        f'<text x="4" y="12" fill="#444">edges: <tspan fill="{POS}">blue positive weight</tspan>, '
+        f'<tspan fill="{NEG}">red negative</tspan>, <tspan fill="{QK}">grey dashed q-k pair</tspan>; '
+        "width: |weight| / largest of its kind</text>"
+    )
     if len(shown) < len(graph["edges"]):
         parts.append(
-            f'<text x="4" y="12" fill="#b2182b">drawing the {len(shown)} strongest of '
+            f'<text x="4" y="26" fill="#b2182b">drawing the {len(shown)} strongest of '
             f"{len(graph['edges'])} edges</text>"
         )
     parts.append('<g stroke-opacity="0.35">')  # one default opacity; highlighted lines override it
@@ -147,21 +228,48 @@ def graph_svg(
     return "".join(parts)
 
 
-def plot_circuit_graph(graph: dict, ax=None, highlight: str | None = None, labels: bool | None = None):
+def plot_circuit_graph(
+    graph: dict,
+    ax=None,
+    highlight: str | None = None,
+    labels: bool | None = None,
+    key_edges: int | None = None,
+):
     """The layered graph with matplotlib (for papers and papermill-run notebooks): edge width by |weight|,
-    colour by sign, q-k pairs dashed grey; with ``highlight``, other nodes and edges fade. Returns the axes."""
+    colour by sign, q-k pairs dashed grey, with an edge legend beside the plot; with ``highlight``, other nodes
+    and edges fade. With ``key_edges`` (by default ``KEY_EDGES`` for a circuit of more than ``KEY_PATHS_ABOVE``
+    nodes) only the edges ``key_path_edges`` chooses are coloured, the others light grey (left out when more than
+    ``MAX_GREY_EDGES``), and a note under the plot says so. Labels (default: up to 40 labelled nodes) alternate above and below. Returns the axes."""
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
 
     pos = layout(graph)
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 1.2 + 0.35 * len(row_names(graph["n_layer"]))))
+    n_nodes = sum(v["kind"] == "node" for v in graph["nodes"].values())
+    if key_edges is None and n_nodes > KEY_PATHS_ABOVE:
+        key_edges = KEY_EDGES
+    key = set(key_path_edges(graph, key_edges)) if key_edges is not None else None
+    on_key = {n for i in key for n in (graph["edges"][i].src, graph["edges"][i].dst)} if key is not None else None
     sel, up, down = _lit(graph, highlight)
     segs, widths, colours, styles = [], [], [], []
-    for e, (w, colour) in zip(graph["edges"], _edge_style(graph)):
+    order = sorted(range(len(graph["edges"])), key=lambda i: key is not None and i in key)  # key paths on top
+    # off the key paths: a few hundred grey edges show the rest of the circuit; thousands merge into solid bands
+    n_off = len(graph["edges"]) - len(key) if key is not None else 0
+    drop_off = n_off > MAX_GREY_EDGES
+    off_alpha = min(0.25, 300 / max(1, n_off))
+    if drop_off:
+        order = [i for i in order if i in key]
+    edge_styles = _edge_style(graph)
+    for i in order:
+        e, (w, colour) = graph["edges"][i], edge_styles[i]
         segs.append([pos[e.src], pos[e.dst]])
-        widths.append(w * 0.6)
         alpha = 0.35 if sel is None else (0.9 if _on_path(e.src, e.dst, sel, up, down) else 0.04)
+        if key is not None and i not in key:
+            colour, w, alpha = OFF_PATH, 0.5, min(alpha, off_alpha)
+        elif key is not None:
+            alpha = max(alpha, 0.7)
+        widths.append(w * 0.6)
         colours.append((*_hex_rgb(colour), alpha))
         styles.append("--" if e.kind == "qk" else "-")
     if segs:
@@ -169,7 +277,13 @@ def plot_circuit_graph(graph: dict, ax=None, highlight: str | None = None, label
     names = list(graph["nodes"])
     if names:
         xy = torch.tensor([pos[n] for n in names])
-        alpha = [1.0 if sel is None or n in sel or n in up or n in down else 0.15 for n in names]
+
+        def shown(n: str) -> bool:  # the selected node always; others when lit and on a key path
+            if sel is not None and n in sel:
+                return True
+            return (sel is None or n in up or n in down) and (on_key is None or n in on_key)
+
+        alpha = [1.0 if shown(n) else 0.15 for n in names]
         fc = [(*_hex_rgb(SITE_COLOURS[graph["nodes"][n]["site"]]), a) for n, a in zip(names, alpha)]
         ax.scatter(
             xy[:, 0],
@@ -179,9 +293,20 @@ def plot_circuit_graph(graph: dict, ax=None, highlight: str | None = None, label
             zorder=2,
             edgecolors=["black" if sel and n in sel else "none" for n in names],
         )
-        if labels if labels is not None else len(names) <= 40:
-            for n, (x, y) in zip(names, xy.tolist()):
-                ax.annotate(n, (x, y), fontsize=6, xytext=(0, 4), textcoords="offset points", ha="center")
+        named = [n for n in names if on_key is None or n in on_key or (sel is not None and n in sel)]
+        if labels if labels is not None else len(named) <= 40:
+            width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
+            for n, (dx, dy, rot) in _label_offsets(named, pos, width_pt).items():
+                ax.annotate(
+                    n,
+                    pos[n],
+                    fontsize=6,
+                    xytext=(dx, dy),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom" if rot else "baseline",
+                    rotation=rot,
+                )
     rows = row_names(graph["n_layer"])
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set_xticks([])
@@ -190,8 +315,29 @@ def plot_circuit_graph(graph: dict, ax=None, highlight: str | None = None, label
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
     c = edge_counts(graph)
-    n_nodes = sum(v["kind"] == "node" for v in graph["nodes"].values())
     ax.set_title(f"{n_nodes} nodes, {c['total']} edges" + (f"; selected {highlight}" if sel else ""), fontsize=9)
+    ax.legend(
+        handles=edge_legend_handles(key is not None and not drop_off),
+        title="edges",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize=7,
+        title_fontsize=8,
+    )
+    if key is not None:
+        ax.text(
+            0.0,
+            -0.02,
+            f"key paths: the {len(key)} strongest of {len(graph['edges'])} edges (embedding reads included) on "
+            "paths from the inputs to the logits (a path is as strong as its weakest edge);\n"
+            + (f"the other {n_off} edges are not drawn" if drop_off else "other edges grey")
+            + ", nodes off these paths faded",
+            transform=ax.transAxes,
+            fontsize=7,
+            va="top",
+            color="#444444",
+        )
     return ax
 
 

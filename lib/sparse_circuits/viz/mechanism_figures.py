@@ -1,7 +1,8 @@
 """Figures of notebooks 08 and 09: how each circuit's attention (D2) and node roles (D3) differ from its model's.
 
 The inputs are ``analysis.mechanism`` results per circuit key ("model/task/ablation"); the thresholds drawn
-(sharp, near-uniform, name focus, moved, quiet) default to that module's.
+(sharp, near-uniform, name focus, moved, quiet) default to that module's and are named on the plots. Heads of
+different models are different heads: the TV table has one panel per model. Legends sit beside the data.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from ..analysis.mechanism import MOVE, NAME_FOCUS, NEAR_UNIFORM, QUIET, SHARP
+from .figures import legend_outside, threshold_line
 from .walkthrough_figures import plot_patterns
 
 
@@ -20,36 +22,60 @@ def _finite(x: float) -> bool:
     return x == x and not math.isinf(x)
 
 
+def by_model(keys) -> dict[str, list[str]]:
+    """Circuit keys "model/task/ablation" grouped by model, in their order."""
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        out.setdefault(key.split("/", 1)[0], []).append(key)
+    return out
+
+
 def plot_tv_table(heads_by_circuit: dict[str, list[dict]], title: str = ""):
-    """A table-like heatmap: rows are heads (L.h), columns circuits, cells the mean TV distance between the
-    model's and the pruned model's attention from the answer position (blank: head not in the circuit). A cell
-    is marked "lost" when the head lost its sharp pattern, "qk" when the head keeps a q-k pair."""
-    cols = list(heads_by_circuit)
-    rows = sorted({(h["layer"], h["head"]) for hs in heads_by_circuit.values() for h in hs})
-    grid = np.full((max(1, len(rows)), max(1, len(cols))), np.nan)
-    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2.2, 0.32 * len(rows) + 1.6))
-    for j, key in enumerate(cols):
-        for h in heads_by_circuit[key]:
-            i = rows.index((h["layer"], h["head"]))
-            grid[i, j] = h["tv_mean"]
-            tag = "lost" if h["lost"] else ("qk" if h["qk_pairs"] else "v/q/k")
-            ax.text(
-                j,
-                i,
-                f"{h['tv_mean']:.2f}\n{tag}",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="white" if h["tv_mean"] > 0.6 else "black",
-            )
-    im = ax.imshow(grid, cmap="Reds", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(cols)), [c.replace("/", "\n") for c in cols], fontsize=7)
-    ax.set_yticks(range(len(rows)), [f"L{la}.h{h}" for la, h in rows], fontsize=7)
-    ax.set_xlabel("circuit (model / task / ablation)")
-    ax.set_ylabel("head with kept q/k/v nodes")
-    ax.set_title(title or "TV distance of attention from the answer position, model vs pruned", fontsize=9)
-    fig.colorbar(im, ax=ax, label="mean TV distance", shrink=0.8)
-    fig.tight_layout()
+    """A table-like heatmap per model: rows are that model's heads (L.h), columns its circuits, cells the mean TV
+    distance between the model's and the pruned model's attention from the answer position. A cell is marked
+    "lost" when the head lost its sharp pattern, "qk" when the head keeps a q-k pair, "v/q/k" when it keeps nodes
+    but no pair, and "no head" when that circuit keeps no q/k/v node of the head."""
+    groups = by_model(heads_by_circuit)
+    rows_of = {
+        m: sorted({(h["layer"], h["head"]) for key in keys for h in heads_by_circuit[key]})
+        for m, keys in groups.items()
+    }
+    n_rows = max((len(r) for r in rows_of.values()), default=1)
+    widths = [max(1, len(keys)) for keys in groups.values()]
+    fig, axes = plt.subplots(
+        1,
+        max(1, len(groups)),
+        figsize=(1.15 * sum(widths) + 1.6 * len(widths) + 1.2, 0.32 * max(1, n_rows) + 1.9),
+        squeeze=False,
+        width_ratios=widths or None,
+        layout="constrained",
+    )
+    im = None
+    for ax, (model, cols) in zip(axes[0], groups.items()):
+        rows = rows_of[model]
+        grid = np.full((max(1, len(rows)), len(cols)), np.nan)
+        for j, key in enumerate(cols):
+            for h in heads_by_circuit[key]:
+                i = rows.index((h["layer"], h["head"]))
+                grid[i, j] = h["tv_mean"]
+                tag = "lost" if h["lost"] else ("qk" if h["qk_pairs"] else "v/q/k")
+                colour = "white" if h["tv_mean"] > 0.6 else "black"
+                ax.text(j, i, f"{h['tv_mean']:.2f}\n{tag}", ha="center", va="center", fontsize=6, color=colour)
+        for i, j in zip(*np.nonzero(np.isnan(grid))):
+            ax.text(j, i, "no head", ha="center", va="center", fontsize=5.5, color="#999999")
+        im = ax.imshow(grid, cmap="Reds", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(cols)), [c.split("/", 1)[-1].replace("/", "\n") for c in cols], fontsize=7)
+        ax.set_yticks(range(len(rows)), [f"L{la}.h{h}" for la, h in rows], fontsize=7)
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("circuit (task / ablation)", fontsize=8)
+    axes[0][0].set_ylabel("head with kept q/k/v nodes")
+    if im is not None:
+        fig.colorbar(im, ax=axes[0].tolist(), label="mean TV distance", shrink=0.8)
+    fig.suptitle(
+        (title or "TV distance of attention from the answer position, model vs pruned")
+        + '\n"no head": the circuit keeps no q/k/v node of that head',
+        fontsize=9,
+    )
     return fig
 
 
@@ -85,8 +111,9 @@ def plot_entropy_scatter(
         ylabel="normalized entropy, pruned",
         title="attention from the answer position (1 = uniform)",
     )
-    ax.legend(frameon=False, fontsize=6, loc="lower right")
+    ax.annotate(f"sharp < {sharp:g}, pruned > {near_uniform:g}", (0.01, 1.0), fontsize=6, color="tab:red", va="top")
     fig.tight_layout()
+    legend_outside(fig, fontsize=6)
     return fig
 
 
@@ -96,6 +123,15 @@ def plot_name_attention(heads_by_circuit: dict[str, list[dict]], name_focus: flo
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
     _scatter_by_circuit(ax, heads_by_circuit, lambda h: h["to_names"][0], lambda h: h["to_names"][1])
     ax.axvline(name_focus, ls="--", c="gray", lw=0.8)
+    ax.annotate(
+        f"name focus {name_focus:g}",
+        (name_focus, 1.0),
+        xytext=(2, 0),
+        textcoords="offset points",
+        fontsize=7,
+        color="gray",
+        va="top",
+    )
     ax.set(
         xlim=(-0.02, 1.02),
         ylim=(-0.02, 1.02),
@@ -103,8 +139,8 @@ def plot_name_attention(heads_by_circuit: dict[str, list[dict]], name_focus: flo
         ylabel="attention on the name token(s), pruned",
         title="where the answer position looks: the names",
     )
-    ax.legend(frameon=False, fontsize=6, loc="upper left")
     fig.tight_layout()
+    legend_outside(fig, fontsize=6)
     return fig
 
 
@@ -164,7 +200,7 @@ def plot_role_scatter(roles_by_circuit: dict[str, dict], move: float = MOVE, qui
                 c[g].numpy(), s[g].numpy(), s=40, facecolors="none", edgecolors="tab:red", label="fires on other gender"
             )
         ax.axvline(0, c="gray", lw=0.8, ls=":")
-        ax.axhline(move, c="gray", lw=0.8, ls="--")
+        threshold_line(ax, move, f"moved: shift >= {move:g}")
         ax.set(
             xlim=(-1.05, 1.05),
             ylim=(-0.03, 1.0),
@@ -173,10 +209,10 @@ def plot_role_scatter(roles_by_circuit: dict[str, dict], move: float = MOVE, qui
             ylabel="signal shift (TV of position shares)",
         )
         ax.title.set_fontsize(8)
-        ax.legend(frameon=False, fontsize=6, loc="upper left")
     for ax in axes.flatten()[len(keys) :]:
         ax.set_visible(False)
     fig.tight_layout()
+    legend_outside(fig, where="below")
     return fig
 
 
@@ -196,6 +232,6 @@ def plot_role_summary(summaries: dict[str, dict]):
     ax.set_xticks(x, [k.replace("/", "\n") for k in keys], fontsize=7)
     ax.axhline(0, c="black", lw=0.6)
     ax.set(ylim=(min(-0.1, ax.get_ylim()[0]), 1.05), ylabel="value", title="node roles per circuit, model vs pruned")
-    ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
+    legend_outside(fig, fontsize=7)
     return fig

@@ -110,6 +110,6 @@ def plot_logit_effects(effects: dict[str, dict[str, float]], title: str = "", ax
     ax.set_yticks(ys.tolist(), labels, fontsize=7)
     ax.axvline(0, color="black", lw=0.6)
     ax.set_title(title, fontsize=9)
-    ax.legend(frameon=False, fontsize=7)
+    ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
     ax.figure.tight_layout()
     return ax.figure
