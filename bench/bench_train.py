@@ -1,42 +1,66 @@
-"""Training throughput, dense vs weight-sparse at the same shapes, measured side by side in one run.
+"""Training throughput: dense vs weight-sparse at the same shapes, this code vs a baseline revision, in one run.
 
-For each width: a dense model (no AbsTopK, L0 = 1) and a sparse one (AbsTopK at every node site, L0 at a
-target of 1/16, so the projection runs every step) take alternating blocks of steps; the ratio of their
-median step times is the sparse overhead. Achieved GFLOP/s counts 6 x (matmul parameters) per token plus
-attention, against a matmul peak measured in the same run.
+For each (width, L0) configuration: a dense model (no AbsTopK, no projection) and a sparse one (AbsTopK at every
+node site, the projection at the target L0 every step) run the trainer's step (loss, backward, gradient RMS
+normalization, AdamW, projection) on random tokens. Every (configuration, kind, code) cell runs in its own
+subprocess, so its peak RSS is its own; the baseline revision's code is extracted with ``git archive`` (no
+change to the working tree) and imported through PYTHONPATH, and baseline and current cells alternate so that
+load on the machine hits both alike. Achieved GFLOP/s counts 6 x (matmul parameters) per token plus attention,
+against a matmul peak measured in the same run.
 
-    python bench/bench_train.py [--widths 256 512] [--steps 12]
+    python bench/bench_train.py [--configs 256:16 512:32 1024:64] [--steps 6] [--rounds 2] [--baseline 78e1308]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from common import matmul_peak_gflops, write
-from sparse_circuits.data.batches import BatchStream
-from sparse_circuits.data.sources import CorpusConfig
-from sparse_circuits.data.tokenizer import build_tokenizer
-from sparse_circuits.model.gpt import NODE_SITES, ModelConfig, SparseGPT
-from sparse_circuits.model.inference import lm_loss
-from sparse_circuits.training.sparsity import normalize_grad_rms_, project_
+
+REPO = Path(__file__).resolve().parents[1]
+KINDS = ("dense", "sparse")
+# d_model 1024 steps take many seconds each on a small CPU: fewer of them.
+STEPS_AT_WIDTH = {1024: 3}
 
 
-def flops_per_token(cfg: ModelConfig, T: int) -> float:
-    D, F, V, L = cfg.d_model, cfg.d_mlp, cfg.vocab_size, cfg.n_layer
+def flops_per_token(d: int, V: int, T: int, n_layer: int = 2, mlp_ratio: int = 4) -> float:
+    D, F, L = d, mlp_ratio * d, n_layer
     matmul_params = L * (4 * D * D + 2 * D * F) + D * V
     attention = L * 2 * 2 * T * D / 2  # scores and values, causal half, per token
     return 6 * matmul_params + 3 * attention
 
 
-def make(d: int, sparse: bool, V: int, T: int):
-    cfg = ModelConfig(vocab_size=V, d_model=d, n_ctx=T, abstopk_sites=NODE_SITES if sparse else ())
+def worker(args) -> None:
+    """One cell: time ``args.steps`` training steps after one warm-up; print one JSON line."""
+    import sparse_circuits
+    from sparse_circuits.model.gpt import NODE_SITES, ModelConfig, SparseGPT
+    from sparse_circuits.model.inference import lm_loss
+    from sparse_circuits.training import trainer
+    from sparse_circuits.training.sparsity import normalize_grad_rms_, project_
+
+    sparse = args.kind == "sparse"
+    cfg = ModelConfig(
+        vocab_size=args.vocab, d_model=args.d, n_ctx=args.n_ctx, abstopk_sites=NODE_SITES if sparse else ()
+    )
     torch.manual_seed(0)
     model = SparseGPT(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=0.1, weight_decay=0.1)
+    if hasattr(trainer, "make_optimizer"):  # the trainer's own choice of AdamW implementation
+        opt = trainer.make_optimizer(model.parameters(), trainer.TrainConfig(lr=1e-3), torch.device("cpu"))
+    else:  # the baseline's trainer built plain AdamW
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=0.1, weight_decay=0.1)
     weights = list(model.sparsifiable_weights().values())
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(args.vocab, (args.batch_size, args.n_ctx + 1), generator=gen) for _ in range(2)]
 
     def step(rows):
         loss = lm_loss(model, rows)
@@ -46,53 +70,113 @@ def make(d: int, sparse: bool, V: int, T: int):
         opt.step()
         if sparse:
             for w, axis in weights:
-                project_(w.data, 1 / 16, axis)
+                project_(w.data, 1 / args.inv_l0, axis)
 
-    return cfg, step
+    step(batches[0])  # warm-up
+    times = []
+    for i in range(args.steps):
+        t = time.perf_counter()
+        step(batches[i % 2])
+        times.append(time.perf_counter() - t)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    print(json.dumps({"times": times, "peak_rss_mb": peak_kb / 1024, "package": sparse_circuits.__file__}))
+
+
+def run_cell(lib: Path, d: int, inv_l0: int, kind: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--d", str(d), "--inv-l0", str(inv_l0), "--kind", kind]
+    cmd += ["--steps", str(STEPS_AT_WIDTH.get(d, args.steps)), "--batch-size", str(args.batch_size)]
+    cmd += ["--n-ctx", str(args.n_ctx), "--vocab", str(args.vocab)]
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if not Path(result["package"]).resolve().is_relative_to(lib.resolve()):
+        raise RuntimeError(f"the cell imported {result['package']}, not the code under {lib}")
+    return result
+
+
+def summarize(times: list[float], peak_rss_mb: float, d: int, args, peak: float) -> dict:
+    med = statistics.median(times)
+    tokens = args.batch_size * args.n_ctx
+    gflops = flops_per_token(d, args.vocab, args.n_ctx) * tokens / med / 1e9
+    return {
+        "step_ms": med * 1e3,
+        "tokens_per_s": tokens / med,
+        "gflops": gflops,
+        "fraction_of_matmul_peak": gflops / peak,
+        "peak_rss_mb": peak_rss_mb,
+        "timed_steps": len(times),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--widths", type=int, nargs="+", default=[256, 512])
-    p.add_argument("--steps", type=int, default=12, help="timed steps per model (in blocks of 3, alternating)")
+    p.add_argument("--configs", nargs="+", default=["256:16", "512:32", "1024:64"], help="d_model:1/L0 pairs")
+    p.add_argument("--steps", type=int, default=6, help="timed steps per cell and round (3 at d_model 1024)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating current/baseline rounds per cell")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--n-ctx", type=int, default=64)
+    p.add_argument("--n-ctx", type=int, default=128)
+    p.add_argument("--vocab", type=int, default=2048)
+    p.add_argument("--baseline", default="78e1308", help="git revision whose code is the baseline")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--d", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--inv-l0", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--kind", choices=KINDS, help=argparse.SUPPRESS)
     args = p.parse_args()
-    tok = build_tokenizer()
-    stream = BatchStream(CorpusConfig(), tok, args.n_ctx, args.batch_size)
-    batches = [stream.batch(i) for i in range(4)]
+    if args.worker:
+        return worker(args)
+
+    tmp = tempfile.TemporaryDirectory()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "lib"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", tmp.name], input=archive.stdout, check=True)
+    libs = {"current": REPO / "lib", "baseline": Path(tmp.name) / "lib"}
     peak = matmul_peak_gflops()
-    out = {"matmul_peak_gflops": peak, "batch_size": args.batch_size, "n_ctx": args.n_ctx, "widths": {}}
-    for d in args.widths:
-        runs = {kind: make(d, kind == "sparse", tok.get_vocab_size(), args.n_ctx) for kind in ("dense", "sparse")}
-        times = {"dense": [], "sparse": []}
-        for _, step in runs.values():  # warm-up
-            step(batches[0])
-        for block in range(max(1, args.steps // 3)):
-            for kind, (_, step) in runs.items():
-                for i in range(3):
-                    t = time.perf_counter()
-                    step(batches[(block + i) % 4])
-                    times[kind].append(time.perf_counter() - t)
-        tokens = args.batch_size * args.n_ctx
-        row = {}
-        for kind, ts in times.items():
-            med = statistics.median(ts)
-            gflops = flops_per_token(runs[kind][0], args.n_ctx) * tokens / med / 1e9
-            row[kind] = {
-                "step_ms": med * 1e3,
-                "tokens_per_s": tokens / med,
-                "gflops": gflops,
-                "fraction_of_matmul_peak": gflops / peak,
-            }
+    out = {
+        "matmul_peak_gflops": peak,
+        "batch_size": args.batch_size,
+        "n_ctx": args.n_ctx,
+        "vocab_size": args.vocab,
+        "baseline_revision": args.baseline,
+        "widths": {},
+    }
+    for spec in args.configs:
+        d, inv_l0 = (int(x) for x in spec.split(":"))
+        cells = {(code, kind): {"times": [], "peak_rss_mb": 0.0} for code in libs for kind in KINDS}
+        for r in range(args.rounds):
+            for kind in KINDS:
+                for code in list(libs)[:: 1 if r % 2 == 0 else -1]:  # alternate which code goes first
+                    res = run_cell(libs[code], d, inv_l0, kind, args)
+                    cells[code, kind]["times"] += res["times"]
+                    cells[code, kind]["peak_rss_mb"] = max(cells[code, kind]["peak_rss_mb"], res["peak_rss_mb"])
+        s = {key: summarize(c["times"], c["peak_rss_mb"], d, args, peak) for key, c in cells.items()}
+        row = {"l0": 1 / inv_l0, **{kind: s["current", kind] for kind in KINDS}}
         row["sparse_over_dense_step_time"] = row["sparse"]["step_ms"] / row["dense"]["step_ms"]
+        row["baseline"] = {kind: s["baseline", kind] for kind in KINDS}
+        row["baseline"]["sparse_over_dense_step_time"] = (
+            s["baseline", "sparse"]["step_ms"] / s["baseline", "dense"]["step_ms"]
+        )
+        row["speedup_over_baseline"] = {
+            kind: s["baseline", kind]["step_ms"] / s["current", kind]["step_ms"] for kind in KINDS
+        }
         out["widths"][str(d)] = row
         print(
-            f"d_model {d}: dense {row['dense']['tokens_per_s']:.0f} tok/s ({row['dense']['fraction_of_matmul_peak']:.0%} "
-            f"of peak), sparse {row['sparse']['tokens_per_s']:.0f} tok/s ({row['sparse']['fraction_of_matmul_peak']:.0%}), "
-            f"sparse/dense step time {row['sparse_over_dense_step_time']:.2f}"
+            f"d_model {d} L0 1/{inv_l0}: tok/s dense {row['dense']['tokens_per_s']:.0f} "
+            f"(baseline {row['baseline']['dense']['tokens_per_s']:.0f}), sparse {row['sparse']['tokens_per_s']:.0f} "
+            f"(baseline {row['baseline']['sparse']['tokens_per_s']:.0f}); sparse/dense {row['sparse_over_dense_step_time']:.2f} "
+            f"(baseline {row['baseline']['sparse_over_dense_step_time']:.2f}); speedup sparse "
+            f"{row['speedup_over_baseline']['sparse']:.2f}x dense {row['speedup_over_baseline']['dense']:.2f}x; "
+            f"peak RSS sparse {row['sparse']['peak_rss_mb']:.0f} MB",
+            flush=True,
         )
-    print(f"matmul peak {peak:.0f} GFLOP/s")
+    widths = out["widths"]
+    out["goals"] = {
+        "sparse_not_slower_than_dense_at_l0_le_1_32": {
+            d: row["sparse_over_dense_step_time"] <= 1.0 for d, row in widths.items() if row["l0"] <= 1 / 32
+        },
+        "sparse_1.5x_baseline_at_d256_and_d512": {
+            d: widths[d]["speedup_over_baseline"]["sparse"] >= 1.5 for d in ("256", "512") if d in widths
+        },
+    }
+    print(f"matmul peak {peak:.0f} GFLOP/s; goals {json.dumps(out['goals'])}")
     write("train", out)
 
 

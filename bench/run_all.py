@@ -5,6 +5,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-for script in ("bench_corpus.py", "bench_train.py", "bench_prune.py"):
+for script in ("bench_corpus.py", "bench_sparse.py", "bench_train.py", "bench_prune.py"):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE)

@@ -63,9 +63,10 @@ def test_hooks_reproduce_plain_forward_and_can_patch():
     tokens = torch.randint(0, 50, (2, 6))
     plain = m(tokens)
     identity = m.run_with_hooks(tokens, fwd_hooks=[(lambda n: True, lambda x, h: x.clone())])
-    assert torch.equal(plain, identity)
+    # A hook on the pattern switches attention from the fused kernel to explicit scores: equal to fp32 rounding.
+    torch.testing.assert_close(plain, identity, rtol=1e-5, atol=1e-6)
     logits, _ = m.run_with_cache(tokens)
-    assert torch.equal(plain, logits)
+    torch.testing.assert_close(plain, logits, rtol=1e-5, atol=1e-6)
     zeroed = m.run_with_hooks(tokens, fwd_hooks=[("blocks.1.hook_mlp_out", lambda x, h: torch.zeros_like(x))])
     assert not torch.allclose(plain, zeroed)
     assert all(not h.fns for h in m.hook_dict.values())  # hooks removed after the call

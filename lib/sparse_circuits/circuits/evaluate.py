@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model.gpt import SparseGPT
+from ..model.sparse_exec import sparse_execution
 from ..tasks import TaskData, answer_logits, binary_p_correct, per_example_loss, run_answer_logits
 from .ablation import Ablation
 from .layout import NodeLayout
@@ -59,6 +60,8 @@ class MaskEvaluator:
     frozen_ln: bool = False
     scales_once: bool = False
     at_answer: bool = True
+    execution: str = "auto"
+    """How weight-sparse matrices run in the masked passes: "auto", "dense" or "sparse" (``model.sparse_exec``)."""
 
     def values(self, seeds: list[int], data: TaskData, step: int, n_masks: int):
         """Ablation values for one pass over ``data`` (n_masks blocks of prompts, block i for seeds[i])."""
@@ -123,19 +126,20 @@ class MaskEvaluator:
             raise ValueError("masks on their own blocks of prompts run in one pass (chunk=None)")
         chunk = chunk or S
         fn = self._measure(measure)
-        once = None
-        if self.frozen_ln and self.scales_once:
-            once = record_norm_scales(self.model, data.tokens, data.last if self.at_answer else None)
-        out = []
-        for lo in range(0, S, chunk):
-            m = masks[lo : lo + chunk]
-            C = m.shape[0]
-            part = data if C == 1 or not shared else TaskData.cat([data] * C)
-            abl = self.values(seeds[lo : lo + C], part, step, C) if values == "auto" else values
-            with masked(self.model, self.layout, m, abl, self._norm_scales(part, C, once), extra_hooks):
-                y = fn(self._answer_logits(part), part)
-            y = y.view(C, n, *y.shape[1:])
-            out.append(y.mean(1) if mean else y)
+        with sparse_execution(self.model, self.execution):
+            once = None
+            if self.frozen_ln and self.scales_once:
+                once = record_norm_scales(self.model, data.tokens, data.last if self.at_answer else None)
+            out = []
+            for lo in range(0, S, chunk):
+                m = masks[lo : lo + chunk]
+                C = m.shape[0]
+                part = data if C == 1 or not shared else TaskData.cat([data] * C)
+                abl = self.values(seeds[lo : lo + C], part, step, C) if values == "auto" else values
+                with masked(self.model, self.layout, m, abl, self._norm_scales(part, C, once), extra_hooks):
+                    y = fn(self._answer_logits(part), part)
+                y = y.view(C, n, *y.shape[1:])
+                out.append(y.mean(1) if mean else y)
         return torch.cat(out)
 
 

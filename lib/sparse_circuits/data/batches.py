@@ -47,7 +47,8 @@ class BatchStream:
 
     def batch(self, step: int) -> torch.Tensor:
         if self.corpus.source == "synthetic":
-            texts = iter(StoryGenerator(derived_seed(self.corpus.seed, self.stream, step)))
+            seed = derived_seed(self.corpus.seed, self.stream, step)
+            texts = iter(StoryGenerator(seed, variant=self.corpus.variant))
         else:
             # A finite real dataset is read in order; to reach step i, read (and drop) the batches before it.
             if self._texts is None or step < self._next_step:

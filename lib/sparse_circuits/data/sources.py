@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .generator import TRAIN_STREAM, VAL_STREAM, StoryGenerator
+from .generator import TRAIN_STREAM, VAL_STREAM, VARIANTS, StoryGenerator
 
 SOURCES = ("synthetic", "simplestories")
 
@@ -22,6 +22,11 @@ class CorpusConfig:
 
     seed: int = 0
     """Seed of the synthetic stream; the "val" stream derives a disjoint generator from it."""
+
+    variant: str = "basic"
+    """Synthetic corpus variant: ``"basic"``, the corpus the shipped models were trained on (and what a config
+    without this field means), or ``"rich"``, the same constructs in more frames, with longer gaps and
+    distractor characters, so the task prompts cannot be solved by recall or by position (docs/corpus.md)."""
 
     dataset: str = "SimpleStories/SimpleStories"
     """Hugging Face hub name, or a local file or directory of json/jsonl/parquet/csv files (simplestories)."""
@@ -38,6 +43,12 @@ class CorpusConfig:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"corpus.source must be one of {SOURCES}, got {self.source!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"corpus.variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.source != "synthetic" and self.variant != "basic":
+            raise ValueError(
+                f"corpus.variant {self.variant!r} applies to the synthetic source only, not {self.source!r}"
+            )
         if self.source == "simplestories" and self.split == self.val_split:
             raise ValueError(
                 f"corpus.split and corpus.val_split are both {self.split!r}: validation would repeat the training text"
@@ -113,13 +124,13 @@ def _texts(ds, dataset: str, text_column: str) -> Iterator[str]:
 def iter_texts(cfg: CorpusConfig, stream: str = "train") -> Iterator[str]:
     """Unbounded stream of training ("train") or held-out ("val") texts for ``cfg``.
 
-    Synthetic: the generator's train or val stream for ``cfg.seed``. SimpleStories: ``cfg.split`` or
+    Synthetic: the generator's train or val stream for ``cfg.seed`` and ``cfg.variant``. SimpleStories: ``cfg.split`` or
     ``cfg.val_split``, read in order and started again from the beginning when it ends.
     """
     if stream not in (TRAIN_STREAM, VAL_STREAM):
         raise ValueError(f"stream must be 'train' or 'val', got {stream!r}")
     if cfg.source == "synthetic":
-        yield from StoryGenerator(cfg.seed, stream=stream)
+        yield from StoryGenerator(cfg.seed, stream=stream, variant=cfg.variant)
         return
     split = cfg.split if stream == TRAIN_STREAM else cfg.val_split
     while True:

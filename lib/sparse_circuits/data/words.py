@@ -390,6 +390,95 @@ SLOT_LISTS: dict[str, Sequence[str]] = {
     "food2": FOODS, "family": FAMILY, "room": ROOMS, "season": SEASONS, "color": COLORS,
     "clothes": CLOTHES, "vehicle": VEHICLES, "nature": NATURE,
 }
+
+# ------------------------------------------------------------------------- the "rich" variant
+# Frames of the opt-in rich corpus (docs/corpus.md, Rich variant), grouped by what they add over the basic
+# frames: "task" is the exact task frame (kept, but a small share), "varied" other connectives and orders,
+# "gap" an intervening phrase or clause between the referent and the pronoun, "distractor" a third character
+# {c} that is never the referent, "recent" (pairs only) the referent named after the other character. Slots as
+# in the basic frames, plus {c}, {act2} (a second action), {adv} (a time phrase), {rel} (a relative clause with
+# no name or pronoun), {place} and {skyc}. The rule every frame follows: a subject pronoun names the subject of
+# the clause (or sentence) its own clause is joined to; an object pronoun names that subject too, or the one the
+# subject acted on ("{b} saw {a} ... and {vp}"), never the subject of its own verb; a name inside a phrase
+# ("with {c}"), a relative clause or a nested clause ("after {c} ...") is never the referent, whatever its
+# gender. Every word here is already in the basic vocabulary (a test checks it), so one tokenizer serves both.
+RICH_SOLO_FRAMES: dict[str, tuple[str, ...]] = {  # {p} is the subject pronoun naming {a}
+    "task": ("when {a} {act}, {p} {react}.", "when {a} {act}, {p} was {feel}."),
+    "varied": (
+        "after {a} {act}, {p} {react}.", "as soon as {a} {act}, {p} {react}.",
+        "every time {a} {act}, {p} {react}.", "on the day {a} {act}, {p} {react}.", "as {a} {act}, {p} {react}.",
+        "once {a} {act}, {p} {react}.", "before {a} {act}, {p} {react}.", "because {a} {act}, {p} {react}.",
+        "{a} {act}, so {p} {react}.", "{a} {act}. soon {p} {react}.", "{a} {act}. then {p} {react}.",
+        "{a} {act}, and then {p} {react}.", "{a} was {feel} when {p} {act}.", "{a} was {feel} because {p} {act}.",
+        "{a} {react} when {p} {act}.", "while {a} {sit}, {p} {react}.", "{a} {act} because {p} wanted to {want}.",
+        "{a} {sit}, so {p} {react}.",
+    ),
+    "gap": (
+        "when {a} {act} {adv}, {p} {react}.", "when {a} {act} and {act2}, {p} {react}.",
+        "when {a}, who {rel}, {act}, {p} {react}.", "after {a} {act} {adv}, {p} {react}.",
+        "{a} {act}. the sky was {skyc}. {p} {react}.", "{a}, who {rel}, {act}. {p} {react}.",
+        "when {a} {sit} {adv}, {p} {react}.", "as soon as {a} {act} and {act2}, {p} {react}.",
+    ),
+    "distractor": (
+        "when {a} {act} with {c}, {p} {react}.", "when {a}, who was friends with {c}, {act}, {p} {react}.",
+        "when {a} {act} after {c} {act2}, {p} {react}.", "when {a} {act} while {c} {sit}, {p} {react}.",
+        "when {a} saw {c} at the {place}, {p} {react}.", "after {a} {act} with {c}, {p} {react}.",
+        "{a} {act} while {c} {sit}, and then {p} {react}.", "{a} waved at {c} and {act}. then {p} {react}.",
+        "because {a} {act} before {c} {act2}, {p} {react}.", "after {c} {act2}, {a} {act}, and then {p} {react}.",
+        "while {c} {sit}, {a} {act}, so {p} {react}.", "when {c} {sit}, {a} {act}, and {p} {react}.",
+    ),
+}
+RICH_PAIR_FRAMES: dict[str, tuple[str, ...]] = {  # {a} is the referent, {b} the subject; {vp} = "{verb} {o} ..."
+    "task": ("when {a} {sit}, {b} {vp}.",),
+    "varied": (
+        "while {a} {sit}, {b} {vp}.", "after {a} {sit}, {b} {vp}.", "as {a} {sit}, {b} {vp}.",
+        "{a} {sit}, so {b} {vp}.", "{a} was {feel}, so {b} {vp}.", "{a} {sit}. {b} came over and {vp}.",
+        "{b} saw that {a} {sit} and {vp}.", "when {a} was {feel}, {b} {vp}.", "{a} {sit}, and {b} {vp}.",
+        "every time {a} {sit}, {b} {vp}.", "because {a} {sit}, {b} {vp}.", "once {a} {sit}, {b} {vp}.",
+    ),
+    "recent": (
+        "{b} saw {a} at the {place} and {vp}.", "{b} found {a} in the {place} and {vp}.", "{b} visited {a} and {vp}.",
+        "{b} waited for {a}, then {vp}.", "{b} walked over to {a} and {vp}.", "{b} looked at {a} and {vp}.",
+    ),
+    "gap": (
+        "when {a} {sit} {adv}, {b} {vp}.", "when {a}, who {rel}, {sit}, {b} {vp}.",
+        "when {a} {sit}, {b}, who {rel}, {vp}.", "when {a} {sit}, {b} walked over and {vp}.",
+        "{a} {sit}. the sky was {skyc}. {b} came over and {vp}.",
+    ),
+    "distractor": (
+        "when {a} {sit}, {b} and {c} {vp}.", "when {a}, who was friends with {c}, {sit}, {b} {vp}.",
+        "when {a} {sit} after {c} {act}, {b} {vp}.", "{b} and {c} saw {a} at the {place} and {vp}.",
+        "while {a} {sit}, {b} and {c} came over and {vp}.",
+    ),
+}
+# A second sentence after some pair frames: the name after the verb is the character who is not its subject.
+RICH_PAIR_TAILS = (" {a} thanked {b}.", " {a} smiled at {b}.", " then {a} waved at {b}.", " {a} hugged {b}.")
+# More question forms in the rich variant: negations, and wh-words inside statements, so neither "has a
+# wh-word" nor "ends in subject-verb order" gives the answer away; the first words of the clause still do.
+RICH_QS_FORMS = (
+    *QS_FORMS, ("{m} {x} not {v}?", "{x} {m} not {v}."), ("{be} {xb} not {pred}?", "{xb} {be} not {pred}."),
+    ("can you tell me {wh} {ws} {v}?", "i can tell you {wh} {ws} {v}."),
+    ("{wh} do {wq} {v}?", "{name} asked {wh} {ws} {v}."),
+)
+# Said before a question or a statement in the rich variant, so the word that decides "?" or "." is not the first.
+RICH_LEADS = ("oh, ", "well, ", "so ", "and ", "{b}, ")
+RICH_TIMES = (
+    "early in the morning", "late in the afternoon", "that evening", "one sunny morning", "on a rainy day",
+    "in the middle of the night", "after dinner", "before breakfast", "last summer", "in the spring",
+    "on a cold winter night", "after school", "the next morning", "on a lazy sunday",
+)
+RICH_RELATIVES = (
+    *(f"loved {f}" for f in FOODS), *(f"liked to {h}" for h in HOBBIES), *(f"was {f}" for f in FEELINGS),
+    *(f"lived near the {h}" for h in HOME_PLACES), "had a new friend", "was very tired", "felt very brave",
+)
+RICH_SLOT_LISTS: dict[str, Sequence[str]] = {
+    "act": PRONOUN_ACTIONS, "act2": PRONOUN_ACTIONS, "sit": IOI_SITUATIONS, "feel": FEELINGS, "want": WANTS,
+    "adv": RICH_TIMES, "rel": RICH_RELATIVES, "place": PLACES, "skyc": SKY,
+}
+RICH_TEMPLATE_SOURCES: tuple[Sequence[str], ...] = (
+    *RICH_SOLO_FRAMES.values(), *RICH_PAIR_FRAMES.values(), RICH_PAIR_TAILS, [s for f in RICH_QS_FORMS for s in f],
+    RICH_LEADS, RICH_TIMES, RICH_RELATIVES,
+)
 # fmt: on
 
 NAME_INFO = {n: PRONOUNS[g] for n, g in GENDER.items()}  # name -> (he, him, his, boy) or the female forms

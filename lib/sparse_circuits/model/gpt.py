@@ -201,16 +201,64 @@ class Attention(nn.Module):
         q = self.hook_q(self.topk_q(self.W_Q(xq)).view(B, Tq, H, E))
         k = self.hook_k(self.topk_k(self.W_K(x)).view(B, T, H, E))
         v = self.hook_v(self.topk_v(self.W_V(x)).view(B, T, H, E))
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(E)  # [B, H, Tq, T]
         qpos = torch.arange(T, device=x.device)[None] if at is None else at[:, None]  # [B or 1, Tq]
-        future = torch.arange(T, device=x.device)[None, None, None, :] > qpos[:, None, :, None]
+        attend = self._attend_fused if self._fusable() else self._attend_explicit
+        z = self.hook_z(attend(q, k, v, qpos))  # [B, Tq, H, E]
+        return self.W_O(z.reshape(B, Tq, D))
+
+    def _fusable(self) -> bool:
+        """Whether nothing reads or replaces the scores or pattern, so they need not exist as tensors."""
+        return not any(
+            h.fns or h._forward_hooks or h._forward_pre_hooks for h in (self.hook_attn_scores, self.hook_pattern)
+        )
+
+    def _attend_explicit(self, q, k, v, qpos) -> torch.Tensor:
+        """The reference: scores and pattern [B, H, Tq, 1 + T] as tensors, through their hooks."""
+        B, Tq, H, E = q.shape
+        T = k.shape[1]
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(E)  # [B, H, Tq, T]
+        future = torch.arange(T, device=q.device)[None, None, None, :] > qpos[:, None, :, None]
         scores = scores.masked_fill(future, float("-inf"))
         sink = (self.sink if self.sink is not None else scores.new_full((H,), float("-inf"))).to(scores.dtype)
         scores = torch.cat([sink.view(1, H, 1, 1).expand(B, H, Tq, 1), scores], dim=-1)  # [B, H, Tq, 1+T]
         pattern = self.hook_pattern(self.hook_attn_scores(scores).softmax(dim=-1))
         # The sink's value is zero, so only the token columns contribute.
-        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern[..., 1:], v))  # [B, Tq, H, E]
-        return self.W_O(z.reshape(B, Tq, D))
+        return torch.einsum("bhqk,bkhe->bqhe", pattern[..., 1:], v)
+
+    def _attend_fused(self, q, k, v, qpos) -> torch.Tensor:
+        """The same attention through scaled_dot_product_attention (a fused kernel where one applies).
+
+        The sink becomes a real key slot 0 with a zero value. Its logit must be the sink parameter whatever the
+        query, so every query and key gains one channel: 1 in the queries, 0 in the token keys and
+        sink * sqrt(E) in the sink key, whose product under the 1/sqrt(E) scale is the sink logit (and carries
+        its gradient). Values get a zero channel too (fused kernels want equal widths). Without ``at``, a zero
+        query row is put first so that plain causal masking (query i sees keys 0..i) lets query t see the sink
+        and tokens 0..t; with ``at``, an explicit mask says which keys each row's one query sees.
+        """
+        B, Tq, H, E = q.shape
+        T = k.shape[1]
+        if self.sink is not None:
+            sink_key = F.pad((self.sink.to(k.dtype) * math.sqrt(E)).view(1, 1, H, 1), (E, 0)).expand(B, 1, H, E + 1)
+            q = F.pad(q, (0, 1), value=1.0)
+            k = torch.cat([sink_key, F.pad(k, (0, 1))], dim=1)  # [B, 1 + T, H, E + 1]
+            v = F.pad(v, (0, 1, 0, 0, 1, 0))  # zero sink value and zero extra channel
+        slots = k.shape[1] - T  # 1 with the sink, 0 without
+        if qpos.shape[0] == 1 and Tq == T:  # every position queries: causal masking
+            if slots:
+                q = F.pad(q, (0, 0, 0, 0, 1, 0))  # the zero query row that shifts the causal mask by one
+            mask, causal = None, True
+        else:
+            keys = torch.arange(T, device=q.device)[None, None, None, :] <= qpos[:, None, :, None]  # [B, 1, Tq, T]
+            mask, causal = F.pad(keys, (slots, 0), value=True), False
+        z = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=mask,
+            is_causal=causal,
+            scale=1 / math.sqrt(E),
+        ).transpose(1, 2)  # [B, Tq (+ 1), H, E (+ 1)]
+        return z[:, z.shape[1] - Tq :, :, :E]
 
 
 class MLP(nn.Module):

@@ -14,6 +14,7 @@ from ..data.sources import CorpusConfig
 from ..data.tokenizer import decode, encode, eos_id, load_tokenizer
 from . import checkpoint as ckpt
 from .gpt import NODE_SITES, SparseGPT
+from .sparse_exec import sparse_execution
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu"):
@@ -43,11 +44,13 @@ def lm_loss(model: SparseGPT, rows: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_lm(model: SparseGPT, stream: BatchStream, n_batches: int, device) -> float:
-    """Mean next-token loss over the first ``n_batches`` batches of a (held-out) stream."""
+def evaluate_lm(model: SparseGPT, stream: BatchStream, n_batches: int, device, execution: str = "auto") -> float:
+    """Mean next-token loss over the first ``n_batches`` batches of a (held-out) stream; ``execution``: how the
+    weight-sparse matrices run ("auto", "dense" or "sparse", see ``sparse_exec``)."""
     was_training = model.training
     model.eval()
-    losses = [float(lm_loss(model, stream.batch(i).to(device))) for i in range(n_batches)]
+    with sparse_execution(model, execution):
+        losses = [float(lm_loss(model, stream.batch(i).to(device))) for i in range(n_batches)]
     model.train(was_training)
     return sum(losses) / len(losses)
 
@@ -121,9 +124,15 @@ def model_info(model_dir: str | Path, val_batches: int = 8, device: str | torch.
 
 @torch.no_grad()
 def activation_density(
-    model: SparseGPT, tok, corpus: CorpusConfig | None = None, n_batches: int = 2, batch_size: int = 16
+    model: SparseGPT,
+    tok,
+    corpus: CorpusConfig | None = None,
+    n_batches: int = 2,
+    batch_size: int = 16,
+    execution: str = "auto",
 ) -> dict[str, list[float]]:
-    """Fraction of nonzero activations at each node site (per layer) on held-out corpus text."""
+    """Fraction of nonzero activations at each node site (per layer) on held-out corpus text (``execution`` as
+    in ``evaluate_lm``)."""
     device = next(model.parameters()).device
     stream = BatchStream(model_corpus(model, corpus), tok, model.cfg.n_ctx, batch_size, "val")
     hooks = {
@@ -131,11 +140,12 @@ def activation_density(
     }
     nonzero = dict.fromkeys(hooks, 0.0)
     total = dict.fromkeys(hooks, 0)
-    for i in range(n_batches):
-        _, cache = model.run_with_cache(stream.batch(i).to(device)[:, :-1], names_filter=list(hooks.values()))
-        for key, name in hooks.items():
-            nonzero[key] += float((cache[name] != 0).sum())
-            total[key] += cache[name].numel()
+    with sparse_execution(model, execution):
+        for i in range(n_batches):
+            _, cache = model.run_with_cache(stream.batch(i).to(device)[:, :-1], names_filter=list(hooks.values()))
+            for key, name in hooks.items():
+                nonzero[key] += float((cache[name] != 0).sum())
+                total[key] += cache[name].numel()
     return {
         site: [nonzero[(layer, site)] / total[(layer, site)] for layer in range(model.cfg.n_layer)]
         for site in NODE_SITES

@@ -3,7 +3,7 @@
 Nodes are ranked by their mask logit tau. A count k passes when the top-k circuit's task loss on the fixed
 evaluation prompts is <= ``target_loss`` and, where ``PruneConfig`` asks for them, its normalized faithfulness
 ``f = (L_empty - L) / (L_empty - L_model)`` is >= ``min_stochastic_f`` with the non-kept nodes ablated stochastically
-and >= ``min_adversarial_f`` under the restricted adversary. The faithfulness checks run only on counts whose loss
+and >= ``min_adversarial_f`` under the restricted adversary (the worst over its seeded restarts). The faithfulness checks run only on counts whose loss
 passes; every check scores masks through the pruner's ``MaskEvaluator``.
 """
 
@@ -63,20 +63,33 @@ class Discretization:
             losses.append(self.mixed_losses(masks, z.expand(M, *z.shape), part, values))
         return torch.stack(losses).mean(0)
 
+    def adversary_starts(self) -> torch.Tensor:
+        """[R, N] the seeded starting patterns of the discretization's adversary, R = ``check_adversary_restarts``
+        (the first is the single-start pattern)."""
+        keys = [("check-adversary",)] + [("check-adversary", r) for r in range(1, self.cfg.check_adversary_restarts)]
+        return torch.stack(
+            [torch.rand(self.n_nodes, generator=torch.Generator().manual_seed(derived_seed(*k) % 2**63)) for k in keys]
+        )
+
     @torch.no_grad()
-    def adversarial_losses(self, masks: torch.Tensor) -> torch.Tensor:
-        """[M] worst task loss of ``masks`` [M, N] over the patterns the restricted adversary (``adversary``)
-        visits in ``check_adversary_steps`` steps from a seeded start (one pattern per mask, shared by prompts and
-        positions)."""
-        part, values = self._pass(masks.shape[0])
-        g = torch.Generator().manual_seed(derived_seed("check-adversary") % 2**63)
-        z = torch.rand(self.n_nodes, generator=g).to(masks.device).expand_as(masks).clone()  # [M, N]
+    def adversary_worst(self, masks: torch.Tensor, start: torch.Tensor, part: TaskData, values) -> torch.Tensor:
+        """[M] worst task loss of ``masks`` [M, N] over the patterns the restricted adversary (``adversary``) visits
+        in ``check_adversary_steps`` steps from ``start`` [N] (one pattern per mask, shared by prompts and
+        positions), on ``part`` / ``values`` from ``_pass``."""
+        z = start.to(masks.device).expand_as(masks).clone()  # [M, N]
         worst = self.mixed_losses(masks, z, part, values)
         for _ in range(self.cfg.check_adversary_steps):
             with weights_frozen(self.model), torch.enable_grad():
                 z = self.adversary(masks, z, part, values, steps=1)
             worst = torch.maximum(worst, self.mixed_losses(masks, z, part, values))
         return worst
+
+    @torch.no_grad()
+    def adversarial_losses(self, masks: torch.Tensor) -> torch.Tensor:
+        """[M] worst task loss of ``masks`` [M, N] under the restricted adversary: the worst of ``adversary_worst``
+        over the ``adversary_starts`` (every mask ascends from the same starts)."""
+        part, values = self._pass(masks.shape[0])
+        return torch.stack([self.adversary_worst(masks, z, part, values) for z in self.adversary_starts()]).amax(0)
 
     @torch.no_grad()
     def score_counts(self, tau: torch.Tensor, counts: torch.Tensor, bounds, chunk: int = 32) -> dict:

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..circuits.ablation import Ablation, Resampler, check_ablation
 from ..circuits.circuit import Circuit, task_record
@@ -25,9 +24,12 @@ from ..circuits.evaluate import MaskEvaluator, Measure
 from ..circuits.layout import NodeLayout
 from ..circuits.masking import topk_masks, weights_frozen
 from ..core.config import check_numbers, strict_from_dict
+from ..core.progress import tqdm
 from ..core.seeds import derived_seed
 from ..data.sources import CorpusConfig
 from ..model.gpt import SparseGPT
+from ..model.sparse_exec import MODES as EXECUTION_MODES
+from ..model.sparse_exec import sparse_execution
 from ..tasks import SPLITS, Task, TaskData, filter_prompts, run_answer_logits
 from .discretize import Discretization
 
@@ -66,7 +68,8 @@ class PruneConfig:
     """How non-kept nodes are ablated while masks are learned: "standard" (fully), "stochastic" (x = a + z (x - a)
     with z drawn per node, fresh each step, see ``stochastic_z``) or "adversarial" (z in [0, 1] per node chosen by a
     restricted persistent adversary: one pattern per run and batch, carried over steps and moved by sign-gradient
-    ascent on ``adversary_loss``). The size penalty and the logged counts always use the keep mask H(tau) itself."""
+    ascent on ``adversary_loss``) or "stochastic+adversarial" (both: the task loss is the mean of the two mixed
+    losses). The size penalty and the logged counts always use the keep mask H(tau) itself."""
     stochastic_z: str = "uniform"
     """Distribution of the stochastic objective's z: "uniform" (U(0, 1)) or "bernoulli" (0 or 1 with p = 1/2)."""
     stochastic_per_prompt: bool = False
@@ -97,6 +100,12 @@ class PruneConfig:
     """z draws per candidate circuit for ``min_stochastic_f``."""
     check_adversary_steps: int = 10
     """Adversary steps per candidate circuit for ``min_adversarial_f``."""
+    check_adversary_restarts: int = 1
+    """Seeded starting patterns of the ``min_adversarial_f`` adversary; a circuit's loss is the worst over all."""
+    execution: str = "auto"
+    """How the model's weight-sparse matrices run (``model.sparse_exec``): "auto" (CSR matmuls where the measured
+    rule says they pay: sparse and large enough; the shipped models stay dense), "dense" or "sparse". Sparse and
+    dense agree at fp32 tolerance, and each choice is deterministic run to run."""
 
     def __post_init__(self) -> None:
         check_ablation(self.ablation)
@@ -104,6 +113,7 @@ class PruneConfig:
             ("objective", OBJECTIVES),
             ("stochastic_z", STOCHASTIC_Z),
             ("adversary_loss", ADVERSARY_LOSSES),
+            ("execution", EXECUTION_MODES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; allowed: {list(allowed)}")
@@ -120,6 +130,7 @@ class PruneConfig:
                 "seed_chunk",
                 "check_samples",
                 "check_adversary_steps",
+                "check_adversary_restarts",
             ),
             integers=("adversary_steps",),
             positive=("lr", "temperature", "target_loss"),
@@ -137,7 +148,7 @@ class PruneConfig:
         return strict_from_dict(cls, d)
 
 
-OBJECTIVES = ("standard", "stochastic", "adversarial")
+OBJECTIVES = ("standard", "stochastic", "adversarial", "stochastic+adversarial")
 STOCHASTIC_Z = ("uniform", "bernoulli")
 ADVERSARY_LOSSES = ("task", "kl")
 
@@ -181,7 +192,9 @@ class Pruner(Discretization):
                 raise ValueError(f"no {task.name} train prompts pass the filter: the model does not know the task")
         self.eval_data = task.data(cfg.eval_split, tokenizer, cfg.eval_n).to(self.device)
         self.ablation = Ablation(model, self.layout, tokenizer, cfg.ablation, corpus, means)
-        self.evaluator = MaskEvaluator(model, self.layout, task.loss, self.ablation, cfg.frozen_ln)
+        self.evaluator = MaskEvaluator(
+            model, self.layout, task.loss, self.ablation, cfg.frozen_ln, execution=cfg.execution
+        )
 
     @property
     def n_nodes(self) -> int:
@@ -256,7 +269,7 @@ class Pruner(Discretization):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1.0 - i / c.steps))
         history = []
         z_adv = None
-        if c.objective == "adversarial":  # the adversary's starting pattern, per run from its own seed
+        if "adversarial" in c.objective:  # the adversary's starting pattern, per run from its own seed
             z_adv = torch.stack(
                 [
                     torch.rand(
@@ -266,7 +279,8 @@ class Pruner(Discretization):
                 ]
             ).to(self.device)
         B = c.batch_size
-        with weights_frozen(self.model):  # only the mask logits learn
+        # Only the mask logits learn; the frozen weights may run as sparse matrices.
+        with weights_frozen(self.model), sparse_execution(self.model, c.execution):
             for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
                 data = self.batch(seeds, step)
                 losses, kepts = [], []
@@ -319,15 +333,20 @@ class Pruner(Discretization):
         """One step's terms for runs with logits tau [S, N] on ``data`` (S blocks): the task loss [S] with the
         non-kept nodes ablated as the objective says, the kept-node count [S] of the keep mask H(tau) (what the
         penalty counts: its gradient does not depend on z), and the adversary's moved patterns [S, N] (adversarial;
-        else None)."""
+        else None). Both faithful objectives together: the mean of the two mixed losses."""
         keep = ste_mask(tau, self.cfg.temperature)  # [S, N]
         kept = keep.sum(1)
-        if self.cfg.objective == "stochastic":
-            return self.mixed_losses(keep, self.draw_z(seeds, step, len(data) // len(seeds)), data, abl), kept, None
-        if self.cfg.objective == "adversarial":
+        if self.cfg.objective == "standard":
+            return self.losses(keep, data, abl), kept, None
+        terms = []
+        if "stochastic" in self.cfg.objective:
+            terms.append(self.mixed_losses(keep, self.draw_z(seeds, step, len(data) // len(seeds)), data, abl))
+        if "adversarial" in self.cfg.objective:
             z_adv = self.adversary(keep.detach(), z_adv, data, abl)
-            return self.mixed_losses(keep, z_adv, data, abl), kept, z_adv
-        return self.losses(keep, data, abl), kept, None
+            terms.append(self.mixed_losses(keep, z_adv, data, abl))
+        else:
+            z_adv = None
+        return torch.stack(terms).mean(0), kept, z_adv
 
     def mixed_losses(self, keep: torch.Tensor, z: torch.Tensor, data: TaskData, abl, measure="loss") -> torch.Tensor:
         """[S] mean ``measure`` of keep masks [S, N] whose other nodes are ablated only by 1 - z (z [S, N], or

@@ -2,7 +2,8 @@
 
 Every optimizer step: loss -> gradients rescaled to RMS 1 -> AdamW with the warmup/decay x sharkfin rate ->
 each weight matrix projected onto its top-k entries at the current L0 (annealed from dense). The dense
-baseline is the same trainer with ``l0_target = 1`` and a model without AbsTopK.
+baseline is the same trainer with ``l0_target = 1`` and a model without AbsTopK. Under torchrun the same
+trainer runs data-parallel (``training.distributed``), equal to one process at the same global batch.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from pathlib import Path
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from ..core import storage
 from ..core.config import check_numbers, strict_from_dict
 from ..core.device import default_device
+from ..core.progress import tqdm
 from ..data.batches import BatchStream
 from ..data.sources import CorpusConfig, iter_texts
 from ..data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from ..model import checkpoint as ckpt
 from ..model.gpt import ModelConfig, SparseGPT
 from ..model.inference import evaluate_lm, lm_loss, nonzero_fraction
+from . import distributed
 from .sparsity import L0_SCHEDULES, l0_at, lr_at, normalize_grad_rms_, project_
 
 
@@ -68,6 +70,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 250
     """Steps between atomic resumable checkpoints."""
+    bf16: bool | None = None
+    """bf16 autocast of the forward pass (weights, gradients and optimizer stay fp32); None: on CUDA, off on CPU."""
 
     def __post_init__(self) -> None:
         check_numbers(
@@ -86,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.l0_target must be in (0, 1], got {self.l0_target}")
         if not 0.0 <= self.anneal_start < self.anneal_end <= 1.0:
             raise ValueError("TrainConfig needs 0 <= anneal_start < anneal_end <= 1")
+        if self.bf16 not in (None, True, False):
+            raise ValueError(f"TrainConfig.bf16 must be true, false or null, got {self.bf16!r}")
 
 
 @dataclass
@@ -133,6 +139,15 @@ class RunConfig:
         }
 
 
+def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW as the method sets it, as one fused kernel over all parameters where the device has one (it
+    equals the per-parameter loop to fp32 rounding), else one foreach pass (bitwise equal to the loop)."""
+    kw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if device.type in ("cpu", "cuda"):
+        return torch.optim.AdamW(params, fused=True, **kw)
+    return torch.optim.AdamW(params, foreach=True, **kw)
+
+
 def make_tokenizer(corpus: CorpusConfig, n_texts: int = 20000):
     """The synthetic corpus's tokenizer covers its whole vocabulary; a real corpus's is trained on its first texts."""
     if corpus.source == "synthetic":
@@ -149,23 +164,33 @@ class Trainer:
         self.run_cfg, self.cfg = run, run.train
         self.out = Path(out_dir)
         self._refuse_finished_model()
+        self.world = distributed.init()
+        self.rows = distributed.rank_rows(self.cfg.batch_size, self.world)  # this rank's rows of every batch
         self.device = torch.device(device) if device is not None else default_device()
+        if self.world.distributed and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.world.local_rank)
         tok_path = self.out / ckpt.TOKENIZER_FILE
-        with storage.output_lock(self.out):  # a busy directory is refused before the tokenizer is built
-            self.tokenizer = load_tokenizer(tok_path) if tok_path.exists() else make_tokenizer(run.corpus)
-            if not tok_path.exists():
-                save_tokenizer(self.tokenizer, tok_path)
+        # A busy directory is refused before the tokenizer is built; rank 0 builds it, the others read it.
+        with distributed.main_rank_lock(self.out, self.world):
+            if self.world.is_main:
+                self.tokenizer = load_tokenizer(tok_path) if tok_path.exists() else make_tokenizer(run.corpus)
+                if not tok_path.exists():
+                    save_tokenizer(self.tokenizer, tok_path)
+        distributed.barrier(self.world)
+        if not self.world.is_main:
+            self.tokenizer = load_tokenizer(tok_path)
         torch.manual_seed(self.cfg.seed)
         mcfg = ModelConfig(vocab_size=self.tokenizer.get_vocab_size(), **run.model)
         self.model = SparseGPT(mcfg).to(self.device)
+        # The module the loss runs through: DDP (averaging gradients over ranks) or the model itself. Buffers
+        # are never trained, so they need no broadcast.
+        self.net = self.model
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+        self.bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else self.device.type == "cuda"
         self.sparse = self.model.sparsifiable_weights()
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=self.cfg.lr,
-            betas=(self.cfg.beta1, self.cfg.beta2),
-            eps=self.cfg.eps,
-            weight_decay=self.cfg.weight_decay,
-        )
+        self.opt = make_optimizer(self.model.parameters(), self.cfg, self.device)
         self.train_stream = BatchStream(run.corpus, self.tokenizer, mcfg.n_ctx, self.cfg.batch_size, "train")
         self.val_stream = BatchStream(run.corpus, self.tokenizer, mcfg.n_ctx, self.cfg.batch_size, "val")
         self.step = 0
@@ -181,11 +206,12 @@ class Trainer:
 
     # --- one step --------------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict:
-        rows = self.train_stream.batch(step).to(self.device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss = lm_loss(self.model, rows)
+        batch = self.train_stream.batch(step)  # the global batch [batch_size, n_ctx + 1]
+        rows = batch[self.rows].to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = lm_loss(self.net, rows)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # under DDP the gradients arrive averaged over ranks: the global batch's gradient
         grad_rms = normalize_grad_rms_(self.model.parameters()) if self.cfg.grad_rms_norm else float("nan")
         lr, l0 = self.lr(step), self.l0(step)
         for group in self.opt.param_groups:
@@ -193,11 +219,11 @@ class Trainer:
         self.opt.step()
         for w, axis in self.sparse.values():
             project_(w.data, l0, axis, self.cfg.min_per_neuron)
-        self.tokens += rows.shape[0] * (rows.shape[1] - 1)
+        self.tokens += batch.shape[0] * (batch.shape[1] - 1)
         return {
             "step": step + 1,
             "tokens": self.tokens,
-            "loss": float(loss.detach()),
+            "loss": float(distributed.mean(loss.detach(), self.world)),
             "lr": lr,
             "l0": l0,
             "grad_rms": grad_rms,
@@ -244,6 +270,9 @@ class Trainer:
     def _check_resume(self, state_file: Path, state: dict) -> None:
         """Refuse to continue a checkpoint under other settings, or with fewer steps than it already has."""
         recorded, current = state.get("run"), self._resume_settings()
+        if recorded is not None and "bf16" not in recorded.get("train", {"bf16": None}):
+            # Written before the bf16 setting existed: it trained under the default.
+            recorded = {**recorded, "train": {**recorded["train"], "bf16": None}}
         if recorded is not None and recorded != current:
             changed = [
                 f"{section}.{key}: {recorded[section].get(key)!r} -> {value!r}"
@@ -273,7 +302,9 @@ class Trainer:
         for key, val in opt_t.items():
             pname, field_ = key.split("::")
             p = params[pname]
-            self.opt.state[p][field_] = val.reshape(()) if field_ == "step" else val.to(self.device)
+            # A fused optimizer keeps its step counts on the parameters' device.
+            on = self.device if field_ != "step" or self.opt.defaults.get("fused") else "cpu"
+            self.opt.state[p][field_] = (val.reshape(()) if field_ == "step" else val).to(on)
         self.step, self.tokens = state["step"], state["tokens"]
         return True
 
@@ -292,22 +323,30 @@ class Trainer:
     # --- the loop --------------------------------------------------------------------------------------
     def run(self, stop_after: int | None = None, progress: bool = True) -> dict:
         """Train to ``cfg.steps`` (or stop after ``stop_after`` steps, for tests), then write the model files;
-        the output directory is locked against a second writer meanwhile."""
-        with storage.output_lock(self.out):
-            return self._run(stop_after, progress)
+        the output directory is locked against a second writer meanwhile (by rank 0, the only writer)."""
+        with distributed.main_rank_lock(self.out, self.world):
+            result = self._run(stop_after, progress)
+        distributed.barrier(self.world)  # no rank returns before rank 0's files are complete
+        return result
 
     def _run(self, stop_after: int | None, progress: bool) -> dict:
         self._refuse_finished_model()  # again under the lock: another writer may have finished meanwhile
         resumed = self.load_checkpoint()
-        self._truncate_metrics() if resumed else (self.out / ckpt.METRICS_FILE).unlink(missing_ok=True)
+        main = self.world.is_main
+        if main:
+            self._truncate_metrics() if resumed else (self.out / ckpt.METRICS_FILE).unlink(missing_ok=True)
         c = self.cfg
         end = c.steps if stop_after is None else min(c.steps, stop_after)
-        bar = tqdm(total=c.steps, initial=self.step, desc=self.run_cfg.name, disable=not progress, unit="step")
+        bar = tqdm(
+            total=c.steps, initial=self.step, desc=self.run_cfg.name, disable=not (progress and main), unit="step"
+        )
         t0 = time.perf_counter()
         while self.step < end:
             rec = self.train_step(self.step)
             self.step += 1
             bar.update(1)
+            if not main:
+                continue
             if self.step % c.log_every == 0 or self.step == c.steps:
                 rec["time_s"] = round(time.perf_counter() - t0, 3)
                 self._metrics_append(rec)
@@ -319,9 +358,10 @@ class Trainer:
                 self.save_checkpoint()
         bar.close()
         if self.step < c.steps:
-            self.save_checkpoint()
+            if main:
+                self.save_checkpoint()
             return {"finished": False, "step": self.step}
-        return self.finish()
+        return self.finish() if main else {"finished": True, "step": self.step}
 
     def finish(self) -> dict:
         val = evaluate_lm(self.model, self.val_stream, self.cfg.eval_batches, self.device)
