@@ -207,8 +207,10 @@ class Attention(nn.Module):
         return self.W_O(z.reshape(B, Tq, D))
 
     def _fusable(self) -> bool:
-        """Whether nothing reads or replaces the scores or pattern, so they need not exist as tensors."""
-        return not any(
+        """Whether the fused kernel may run: in training mode only (its rounding differs from the reference in the
+        last bits, and pruning can amplify that into a different circuit, so every analysis of a loaded model,
+        which is in eval mode, keeps the reference path), and when nothing reads or replaces the scores or pattern."""
+        return self.training and not any(
             h.fns or h._forward_hooks or h._forward_pre_hooks for h in (self.hook_attn_scores, self.hook_pattern)
         )
 
