@@ -177,3 +177,18 @@ def test_names_split_only_when_asked_and_then_disjoint_with_every_answer(tok):
         get_task("questions").with_names_split()
     with pytest.raises(TaskSpecError, match="name_slots names unknown slot 'who'"):
         TaskSpec.from_dict(_spec(name_slots=["who"], split_slots=[]))
+
+
+def test_verbatim_counts_punctuation_answers_and_reads_the_variant():
+    from sparse_circuits.data.generator import generate_stories
+    from sparse_circuits.tasks import verbatim_in_corpus
+
+    # Questions end in "?" or "." written without a space; some test prompts of the corpus must be found.
+    questions = verbatim_in_corpus(get_task("questions"), "test", n_stories=300)
+    assert questions["verbatim"] > 0 and questions["variant"] == "basic"
+    # Each hit is a real substring of the corpus of the variant asked for.
+    rich = verbatim_in_corpus(get_task("pronoun"), "test", n_stories=300, variant="rich")
+    text = "\n".join(generate_stories(0, 300, variant="rich"))
+    task = get_task("pronoun")
+    found = sum(f"{task.prompt_text(a)} {task.spec.correct_of(a)}" in text for a in task.assignments("test"))
+    assert rich["variant"] == "rich" and rich["verbatim"] == found

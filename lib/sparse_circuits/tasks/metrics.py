@@ -82,15 +82,25 @@ def filter_prompts(model, data: TaskData, min_p_full: float = 0.3, min_p_binary:
     return data.index(idx), float(keep.float().mean())
 
 
-def verbatim_in_corpus(task: Task, split: str = "test", n_stories: int = 5000, seed: int = 0) -> dict:
-    """How many of a split's prompts (with their correct answer) occur verbatim in the training corpus."""
-    text = "\n".join(generate_stories(seed, n_stories))
+def _with_answer(prompt: str, answer: str) -> str:
+    return prompt + answer if answer and not answer[0].isalnum() else f"{prompt} {answer}"
+
+
+def verbatim_in_corpus(
+    task: Task, split: str = "test", n_stories: int = 5000, seed: int = 0, variant: str = "basic"
+) -> dict:
+    """How many of a split's prompts (with their correct answer) occur verbatim in the training corpus.
+
+    The answer is joined the way the corpus writes it: a word after a space, punctuation ("?", ".") directly.
+    """
+    text = "\n".join(generate_stories(seed, n_stories, variant=variant))
     assigns = task.assignments(split)
-    prompts = [f"{task.prompt_text(a)} {task.spec.correct_of(a)}" for a in assigns]
+    prompts = [_with_answer(task.prompt_text(a), task.spec.correct_of(a)) for a in assigns]
     hits = sum(p in text for p in prompts)
     return {
         "task": task.name,
         "split": split,
+        "variant": variant,
         "n_prompts": len(prompts),
         "n_stories": n_stories,
         "verbatim": hits,
