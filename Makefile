@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIGS := $(wildcard configs/*.yaml)
 
-.PHONY: setup test unit notebooks-smoke figures models bench lint clean-runs
+.PHONY: setup test unit notebooks-smoke figures models bench gpu-check lint clean-runs
 
 # Idempotent: reinstalls only when requirements.txt or pyproject.toml changed.
 setup: $(STAMP)
@@ -45,6 +45,20 @@ models: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# Where torch sees a CUDA device: the exactness tests on it, the three benchmarks at modest sizes on it (results
+# in bench/results/cuda/), then the README's performance section regenerated. Elsewhere it does nothing.
+gpu-check: setup
+	@if ! $(PY) -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+	  echo "gpu-check: no CUDA device here; nothing to do (CPU results stay in bench/results/)"; \
+	  exit 0; \
+	fi; \
+	set -ex; \
+	$(PY) -m pytest -q tests/test_sparse_exec.py tests/test_fast_step.py tests/test_distributed.py --device cuda; \
+	$(PY) bench/bench_sparse.py --device cuda --dims 512 1024 2048 --rows 256 2048 --repeats 5; \
+	$(PY) bench/bench_train.py --device cuda --configs 256:16 512:32 1024:64 --rounds 1; \
+	$(PY) bench/bench_prune.py --device cuda --steps 3 --big-seeds 8 --big-steps 2; \
+	$(PY) bench/report.py --write
 
 lint: setup
 	$(PY) -m ruff check lib tests bench

@@ -7,6 +7,10 @@ Each configuration runs in a fresh process, so that its peak resident memory (``
 On the shipped models (d_model <= 256, L0 >= 0.2) "auto" runs every matrix dense: the same code as "dense".
 
     python bench/bench_prune.py [--models sparse-d256] [--seeds 100] [--steps 3] [--big-seeds 8] [--big-steps 2]
+                                [--device cpu]
+
+With ``--device cuda`` the models prune on the GPU (timings synchronize the device; peak memory is
+``torch.cuda.max_memory_allocated``) and the results go to bench/results/cuda/prune.json.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import torch
-from common import write
+from common import check_device, sync, write_for
 from sparse_circuits.core.paths import model_dir, shipped_models
 from sparse_circuits.model.gpt import ModelConfig, SparseGPT
 from sparse_circuits.model.inference import load
@@ -33,9 +37,11 @@ GOAL = {"seeds": 100, "steps": 2000, "batch_size": 64}
 def steps_per_second(pruner: Pruner, n_seeds: int, steps: int) -> float:
     pruner.cfg.steps = steps + 1
     pruner.train_masks(list(range(n_seeds)), progress=False)  # includes one warm-up step
+    sync(pruner.device)
     t = time.perf_counter()
     pruner.cfg.steps = steps
     pruner.train_masks(list(range(n_seeds)), progress=False)
+    sync(pruner.device)
     return steps / (time.perf_counter() - t)
 
 
@@ -60,6 +66,8 @@ def measure(job: dict) -> dict:
         model = random_sparse_model(job["d"], job["l0"], job["vocab"], job["n_ctx"])
     else:
         model = load(model_dir(job["model"]))[0]
+    device = torch.device(job.get("device", "cpu"))
+    model = model.to(device)
     cfg = PruneConfig(ablation="zero", batch_size=job["batch_size"], execution=job["execution"])
     pruner = Pruner(model, tok, get_task("ioi"), cfg)
     row = {"nodes": pruner.n_nodes, "execution": job["execution"]}
@@ -73,10 +81,14 @@ def measure(job: dict) -> dict:
     row["seed_steps_per_s"] = many * job["seeds"]
     row["projected_goal_minutes"] = goal_minutes(many, job["seeds"])
     if job.get("discretize"):
+        sync(device)
         t = time.perf_counter()
         pruner.discretize(pruner.init_tau([0]))
+        sync(device)
         row["discretize_one_circuit_s"] = time.perf_counter() - t
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        row["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return row
 
 
@@ -95,7 +107,9 @@ def main() -> None:
     p.add_argument("--big-l0", type=float, default=1 / 64)
     p.add_argument("--big-seeds", type=int, default=8)
     p.add_argument("--big-steps", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (results of a CUDA run go to bench/results/cuda/)")
     args = p.parse_args()
+    device = check_device(args.device)
     models = shipped_models() if args.models is None else args.models
     out = {"seeds": args.seeds, "batch_size": args.batch_size, "goal": GOAL, "models": {}, "random_sparse": {}}
     tokenizer_of = models[0] if models else shipped_models()[0]
@@ -103,7 +117,13 @@ def main() -> None:
         big = {"d": args.big_d, "l0": args.big_l0, "vocab": 2048, "n_ctx": 64, "n_layer": 2}
         out["random_sparse"] = {**big, "seeds": args.big_seeds, "steps": args.big_steps, "rows": {}}
         for execution in ("dense", "auto"):
-            job = {"model": "random", "tokenizer_of": tokenizer_of, "execution": execution, **big}
+            job = {
+                "model": "random",
+                "tokenizer_of": tokenizer_of,
+                "execution": execution,
+                "device": args.device,
+                **big,
+            }
             row = in_fresh_process(
                 {**job, "seeds": args.big_seeds, "steps": args.big_steps, "batch_size": args.batch_size}
             )
@@ -119,6 +139,7 @@ def main() -> None:
         print(f"auto / dense seed-steps/s: {out['random_sparse']['auto_over_dense']:.2f}x")
     for name in models:
         job = {"model": name, "tokenizer_of": name, "execution": "auto", "seeds": args.seeds, "steps": args.steps}
+        job["device"] = args.device
         row = in_fresh_process({**job, "batch_size": args.batch_size, "one_seed": True, "discretize": True})
         one, many = row["steps_per_s_1_seed"], row[f"steps_per_s_{args.seeds}_seeds"]
         row["seed_steps_per_s_batched_over_single"] = many * args.seeds / one
@@ -130,7 +151,7 @@ def main() -> None:
             f"{row['sparse_layers']} sparse layers under auto; peak RSS {row['peak_rss_mb']:.0f} MB",
             flush=True,
         )
-    write("prune", out)
+    write_for("prune", out, device)
 
 
 if __name__ == "__main__":

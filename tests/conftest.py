@@ -3,6 +3,34 @@ import torch
 from sparse_circuits.training.trainer import RunConfig, TrainConfig
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="device for the exactness tests that take the `device` fixture (cpu or cuda; default cpu)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    device = config.getoption("--device")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason=f"--device {device}: torch sees no CUDA device here, so nothing runs")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig) -> torch.device:
+    """The device of ``--device`` (cpu unless asked): where the exactness tests build their models and tensors."""
+    return torch.device(pytestconfig.getoption("--device"))
+
+
+def cpu_only(device: torch.device, why: str) -> None:
+    """Skip the calling test on any device but CPU (``why``: what makes it CPU-only by design)."""
+    if device.type != "cpu":
+        pytest.skip(f"CPU only: {why}")
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

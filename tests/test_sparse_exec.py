@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from conftest import cpu_only
 from sparse_circuits.circuits.masking import weights_frozen
 from sparse_circuits.data.batches import BatchStream
 from sparse_circuits.model import sparse_exec
@@ -36,10 +37,10 @@ def sparsify_(model, l0: float = 1 / 16):
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(device):
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=96, d_model=64, n_layer=2, n_ctx=16, abstopk_sites=NODE_SITES + ("resid",))
-    m = sparsify_(SparseGPT(cfg))
+    m = sparsify_(SparseGPT(cfg).to(device))
     with torch.no_grad():  # nonzero biases and sinks, so that every term is exercised
         for name, p in m.named_parameters():
             if name.endswith(("bias", "sink")):
@@ -47,23 +48,27 @@ def model():
     return m
 
 
-def tokens(n: int = 6, T: int = 12, V: int = 96):
-    return torch.randint(V, (n, T), generator=torch.Generator().manual_seed(1))
+def tokens(n: int = 6, T: int = 12, V: int = 96, device="cpu"):
+    return torch.randint(V, (n, T), generator=torch.Generator().manual_seed(1)).to(device)
+
+
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device
 
 
 def forward_and_input_grad(model, mode: str, at=None):
     """Logits and the gradient of a fixed function of them with respect to the embedding output."""
-    toks = tokens()
+    toks = tokens(device=device_of(model))
     x0 = model.embed(toks).detach().requires_grad_(True)
     with weights_frozen(model), sparse_execution(model, mode):
         logits = model.run_with_hooks(toks, at=at, fwd_hooks=[("hook_embed", lambda x, hook: x0)])
-        (logits.sin() * torch.linspace(0, 1, logits.shape[-1])).sum().backward()
+        (logits.sin() * torch.linspace(0, 1, logits.shape[-1], device=toks.device)).sum().backward()
     return logits.detach(), x0.grad
 
 
 @pytest.mark.parametrize("at", [None, "last"])
 def test_sparse_forward_and_input_gradient_equal_dense(model, at):
-    at = torch.tensor([11, 7, 3, 11, 0, 5]) if at else None
+    at = torch.tensor([11, 7, 3, 11, 0, 5], device=device_of(model)) if at else None
     y_dense, g_dense = forward_and_input_grad(model, "dense", at)
     y_sparse, g_sparse = forward_and_input_grad(model, "sparse", at)
     assert_close(y_sparse, y_dense)
@@ -72,7 +77,7 @@ def test_sparse_forward_and_input_gradient_equal_dense(model, at):
 
 
 def test_cache_and_hooks_equal_dense(model):
-    toks = tokens()
+    toks = tokens(device=device_of(model))
     with torch.no_grad():
         _, dense = model.run_with_cache(toks)
         with sparse_execution(model, "sparse") as handle:
@@ -103,10 +108,11 @@ def test_modes_swap_and_restore_forwards(model):
 
 
 def test_frozen_mode_refuses_weights_that_require_grad(model):
+    toks = tokens(device=device_of(model))
     with sparse_execution(model, "sparse"), pytest.raises(RuntimeError, match="needs a frozen weight"):
-        model(tokens())
+        model(toks)
     with sparse_execution(model, "sparse"), torch.no_grad():
-        model(tokens())  # no gradient asked for: fine
+        model(toks)  # no gradient asked for: fine
 
 
 def test_rule_thresholds():
@@ -121,7 +127,8 @@ def test_rule_thresholds():
     assert use_sparse(1 / 64, (2048, 512), 512, "cpu") and not use_sparse(1 / 64, (2048, 512), 256, "cpu")
 
 
-def test_auto_runs_sparse_above_the_thresholds(monkeypatch):
+def test_auto_runs_sparse_above_the_thresholds(monkeypatch, device):
+    cpu_only(device, "the automatic rule picks sparse on CPU only (SPARSE_DEVICES)")
     torch.manual_seed(0)
     m = sparsify_(SparseGPT(ModelConfig(vocab_size=40, d_model=128, n_layer=1, n_ctx=8)))  # 4 per neuron: 1/32
     toks = torch.randint(40, (40, 8))  # 320 rows: over SPARSE_MIN_ROWS for the full forward
@@ -141,7 +148,8 @@ def test_auto_runs_sparse_above_the_thresholds(monkeypatch):
     torch.testing.assert_close(out, dense, **TOL)
 
 
-def test_unsupported_dtype_falls_back_to_dense_with_one_warning(model):
+def test_unsupported_dtype_falls_back_to_dense_with_one_warning(model, device):
+    cpu_only(device, "the CPU's CSR matmuls lack bfloat16")
     half = copy.deepcopy(model).to(torch.bfloat16)  # CPU CSR matmuls lack bfloat16
     with torch.no_grad():
         plain = half(tokens())
@@ -153,24 +161,24 @@ def test_unsupported_dtype_falls_back_to_dense_with_one_warning(model):
     assert torch.equal(out, plain)
 
 
-def test_support_check_decides_the_fallback(monkeypatch, model):
+def test_support_check_decides_the_fallback(monkeypatch, model, device):
     monkeypatch.setattr(sparse_exec, "sparse_supported", lambda device, dtype: False)
     with (
-        pytest.warns(UserWarning, match="float32 on cpu: 13 Linear layers .* run dense"),
+        pytest.warns(UserWarning, match=f"float32 on {device.type}[:0-9]*: 13 Linear layers .* run dense"),
         sparse_execution(model, "sparse") as handle,
     ):
         assert not handle.swapped
 
 
-def test_sparse_linear_gives_dense_weight_gradients():
+def test_sparse_linear_gives_dense_weight_gradients(device):
     torch.manual_seed(0)
-    w = torch.nn.Parameter(torch.randn(24, 16) * (torch.rand(24, 16) < 0.2))
-    b = torch.nn.Parameter(torch.randn(24))
-    x = torch.randn(3, 5, 16, requires_grad=True)
+    w = torch.nn.Parameter((torch.randn(24, 16) * (torch.rand(24, 16) < 0.2)).to(device))
+    b = torch.nn.Parameter(torch.randn(24).to(device))
+    x = torch.randn(3, 5, 16).to(device).requires_grad_(True)
     grads = []
     for fn in (torch.nn.functional.linear, sparse_linear):
         y = fn(x, w, b)
-        (y * torch.arange(24.0)).sum().backward()
+        (y * torch.arange(24.0, device=device)).sum().backward()
         grads.append((y.detach(), x.grad.clone(), w.grad.clone(), b.grad.clone()))
         x.grad = w.grad = b.grad = None
     for dense, sparse in zip(*grads):
@@ -181,8 +189,8 @@ def test_sparse_linear_gives_dense_weight_gradients():
 
 
 @pytest.fixture(scope="module")
-def pruning_setup(tiny_model_dir):
-    model, tok, _ = load(tiny_model_dir)
+def pruning_setup(tiny_model_dir, device):
+    model, tok, _ = load(tiny_model_dir, device)
     model, task = sparsify_(model), get_task("pronoun")
     return model, tok, task, Pruner(model, tok, task, PruneConfig(ablation="mean", eval_n=8)).means
 
@@ -221,7 +229,7 @@ def test_prune_config_checks_execution():
 def test_inference_accepts_an_execution_mode(pruning_setup):
     model, tok, _, _ = pruning_setup
     stream = BatchStream(model_corpus(model), tok, model.cfg.n_ctx, 4, "val")
-    losses = {mode: evaluate_lm(model, stream, 1, "cpu", execution=mode) for mode in ("dense", "sparse")}
+    losses = {mode: evaluate_lm(model, stream, 1, device_of(model), execution=mode) for mode in ("dense", "sparse")}
     assert losses["sparse"] == pytest.approx(losses["dense"], rel=1e-5)
     dense = activation_density(model, tok, n_batches=1, batch_size=4, execution="dense")
     sparse = activation_density(model, tok, n_batches=1, batch_size=4, execution="sparse")
