@@ -32,7 +32,9 @@ def test_update_readme_rewrites_only_between_markers(tmp_path, monkeypatch):
     assert report.update_readme(readme)
     text = readme.read_text()
     assert text.startswith("# title\nintro\n") and text.endswith(f"{report.END}\ntail\n")
-    assert "| C1 | smaller circuits | 2.0x | 16x | partly | [figure](figures/03_x.png) |" in text
+    from sparse_circuits.app.verdicts import NARROW_REGIME
+
+    assert f"| C1 | smaller circuits | 2.0x | 16x | partly | {NARROW_REGIME} | [figure](figures/03_x.png) |" in text
     assert "`00_quickstart` 60 s" in text and "\nold\n" not in text
     assert not report.update_readme(readme)  # idempotent
     readme.write_text("no markers")
@@ -157,3 +159,26 @@ def test_claims_table_shows_the_rule(tmp_path, monkeypatch):
     table = "\n".join(report.claims_table())
     assert "yes<br><sub>rule: yes if any cell >= 20%</sub>" in table
     assert "rule" not in claim("X2", "c", "o", "p", "no", "")
+
+
+def test_claims_table_names_the_regime_and_whether_the_verdict_changed(tmp_path, monkeypatch):
+    from sparse_circuits.app.verdicts import NARROW_REGIME, claim
+
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [
+        claim("C1", "smaller circuits", "2x", "16x", "partly", ""),
+        claim("C1", "smaller circuits", "5x", "16x", "yes", "", regime="d512, L0 1/32"),
+        claim("D4", "generalize differently", "80%", "23%", "yes", "", regime="d512, L0 1/32"),
+        claim("C3", "small circuits", "36 nodes", "12", "partly", "", regime="d512, L0 1/32"),
+        claim("C3", "small circuits", "40 nodes", "12", "partly", ""),
+    ]
+    (results / "99_x.json").write_text(json.dumps({"claims": rows}))
+    monkeypatch.setattr(report, "FIGURES_DIR", tmp_path)
+    lines = report.claims_table()
+    assert lines[0].count("|") == 8 and "regime" in lines[0]
+    assert NARROW_REGIME in lines[2]
+    assert "d512, L0 1/32 (changed from narrow: partly)" in lines[3]
+    assert "d512, L0 1/32 (not tested on the narrow models)" in lines[4]
+    assert "d512, L0 1/32 (same as narrow: partly)" in lines[5]
+    assert "regime" not in claim("X2", "c", "o", "p", "no", "")

@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import json
 import sys
+import time
+import typing
 from pathlib import Path
 
 import torch
@@ -21,12 +23,20 @@ from ..analysis.suite import FaithfulnessConfig, faithfulness_report
 from ..circuits.ablation import ABLATIONS
 from ..circuits.circuit import Circuit
 from ..core import storage
-from ..core.config import add_config_arguments, given_arguments
+from ..core.config import add_config_arguments, config_fields, given_arguments
 from ..core.device import default_device
 from ..model.inference import load, model_info, sample
 from ..model.reference import DRORI_PATHS, FORMATS, import_model
 from ..pruning.pruner import ADVERSARY_LOSSES, OBJECTIVES, STOCHASTIC_Z, PruneConfig, prune
 from ..pruning.sweep import SEARCH_SPACE, sweep
+from ..pruning.tuned import (
+    IDENTITY,
+    PRUNING_CONFIGS_DIR,
+    tuned_config_from_sweep,
+    tuned_config_path,
+    tuned_prune_config,
+    write_tuned_config,
+)
 from ..tasks import SPLITS, evaluate, get_task, task_names
 from ..training.trainer import RunConfig, TrainConfig, Trainer
 from ..viz.html import circuit_to_html
@@ -117,12 +127,32 @@ def _output_dir(out: str | None):
     return storage.output_lock(out, fresh=True) if out else contextlib.nullcontext()
 
 
+def _model_name(args, config: dict) -> str:
+    """The model's recorded name (its directory's name if it has none): what tuned configs are filed under."""
+    return config.get("name") or Path(args.model_dir).resolve().name
+
+
+def _prune_config(args, model_name: str, task) -> PruneConfig:
+    """The PruneConfig of ``prune``: the options; with ``--tuned`` the tuned config of (model, task, ablation,
+    frozen_ln), with the options given on the command line overriding it."""
+    options = given_arguments(args, PruneConfig)
+    if args.tuned is None:
+        return PruneConfig(**options)
+    explicit = {k: v for k, v in options.items() if k in args.given_fields and k not in IDENTITY}
+    return tuned_prune_config(
+        model_name, task.name, args.ablation, args.frozen_ln, root=args.tuned, required=True, **explicit
+    )
+
+
 def _prune(args) -> int:
     model, tok, config = load(args.model_dir)
-    cfg = PruneConfig(**given_arguments(args, PruneConfig))
     task = get_task(args.task)
+    name = _model_name(args, config)
+    cfg = _prune_config(args, name, task)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    circuits = prune(model, tok, task, cfg, seeds=seeds, progress=not args.json, model_name=config.get("name"))
+    start = time.perf_counter()
+    circuits = prune(model, tok, task, cfg, seeds=seeds, progress=not args.json, model_name=name)
+    wall_time = time.perf_counter() - start
     if args.out:
         for c in circuits:
             c.save(Path(args.out) / f"seed{c.meta['seed']}", model)
@@ -130,8 +160,14 @@ def _prune(args) -> int:
         "task": task.name,
         "ablation": cfg.ablation,
         "frozen_ln": cfg.frozen_ln,
+        "tuned": args.tuned is not None,
+        "k_coef": cfg.k_coef,
+        "lr": cfg.lr,
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
         "total_nodes": circuits[0].total_nodes,
         "target_loss": cfg.target_loss,
+        "wall_time_s": round(wall_time, 3),
         "seeds": [_circuit_summary(c, "seed") for c in circuits],
     }
     _print_result(res, args.json)
@@ -147,7 +183,12 @@ def _sweep(args) -> int:
     model, tok, config = load(args.model_dir)
     cfg = PruneConfig(**given_arguments(args, PruneConfig))
     task = get_task(args.task)
-    name, quiet = config.get("name"), args.json
+    name, quiet = _model_name(args, config), args.json
+    if args.write_config is not None:  # refuse an unusable target before the compute, not after
+        target = tuned_config_path(name, task.name, cfg.ablation, cfg.frozen_ln, args.write_config)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and not target.is_file():
+            raise IsADirectoryError(f"--write-config: {target} exists and is not a file")
     best = sweep(model, tok, task, cfg, args.trials, args.parallel, args.seed, model_name=name, progress=not quiet)
     if args.out:
         best.save(Path(args.out), model)
@@ -155,10 +196,15 @@ def _sweep(args) -> int:
     res = {
         "task": task.name,
         "ablation": cfg.ablation,
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
         "best_params": found["best_params"],
         **_circuit_summary(best),
         "n_trials": found["n_trials"],
+        "wall_time_s": round(found["wall_time_s"], 3),
     }
+    if args.write_config is not None:
+        res["config"] = str(write_tuned_config(tuned_config_from_sweep(best, name), args.write_config))
     _print_result(res, args.json)
     return 0
 
@@ -194,8 +240,25 @@ def cmd_import(args) -> int:
     return 0
 
 
+class _GivenValue(argparse.Action):
+    """Stores an option's value and notes its field in ``given_fields``: set on the command line, not defaulted."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given_fields = namespace.given_fields | {self.dest}
+
+
+class _GivenFlag(argparse.BooleanOptionalAction):
+    """``--x/--no-x``, noting its field in ``given_fields`` as ``_GivenValue`` does."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        namespace.given_fields = namespace.given_fields | {self.dest}
+
+
 def _add_prune_options(p: argparse.ArgumentParser, searched: tuple[str, ...] = ()) -> None:
-    """Options shared by ``prune`` and ``sweep``: the model, the task, and every PruneConfig field not searched."""
+    """Options shared by ``prune`` and ``sweep``: the model, the task, and every PruneConfig field not searched
+    (each noted in ``args.given_fields`` when given, so that ``prune --tuned`` knows which ones override)."""
     p.add_argument("model_dir")
     p.add_argument(
         "--task", required=True, help=f"one of {task_names()} or the path of a task spec file (YAML or JSON)"
@@ -207,7 +270,11 @@ def _add_prune_options(p: argparse.ArgumentParser, searched: tuple[str, ...] = (
         stochastic_z={"choices": STOCHASTIC_Z},
         adversary_loss={"choices": ADVERSARY_LOSSES},
     )
+    for f in config_fields(PruneConfig):
+        action = _GivenFlag if typing.get_type_hints(PruneConfig)[f.name] is bool else _GivenValue
+        choices[f.name] = {**choices.get(f.name, {}), "action": action}
     add_config_arguments(p, PruneConfig, exclude=searched, overrides=choices)
+    p.set_defaults(given_fields=frozenset())
     p.add_argument("--out", help="directory to save the circuit(s) in")
     p.add_argument("--json", action="store_true", help="one JSON object, no progress bar")
 
@@ -256,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prune_options(pr)
     pr.add_argument("--seed", type=int, default=0, help="first seed")
     pr.add_argument("--seeds", type=_count, default=1, help="number of seeds, pruned together")
+    pr.add_argument(
+        "--tuned",
+        nargs="?",
+        const=str(PRUNING_CONFIGS_DIR),
+        metavar="DIR",
+        help="start from the tuned config of (model, task, ablation, frozen-ln) in DIR (default: "
+        f"{PRUNING_CONFIGS_DIR}; an error if there is none); options given here override it (docs/pruning-configs.md)",
+    )
     pr.set_defaults(fn=cmd_prune)
 
     sw = sub.add_parser("sweep", help="Optuna search of pruning hyperparameters (objective: nodes at the target loss)")
@@ -263,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=int, default=0, help="seed of the sampler and of the runs' seeds")
     sw.add_argument("--trials", type=_count, default=32)
     sw.add_argument("--parallel", type=_count, default=8, help="trials evaluated together in one batched run")
+    sw.add_argument(
+        "--write-config",
+        nargs="?",
+        const=str(PRUNING_CONFIGS_DIR),
+        metavar="DIR",
+        help="write the best values as a tuned config, DIR/<model>/<task>-<ablation>[-frozen].yaml (default DIR: "
+        f"{PRUNING_CONFIGS_DIR}; replaces an older one; docs/pruning-configs.md)",
+    )
     sw.set_defaults(fn=cmd_sweep)
 
     x = sub.add_parser("export-html", help="write a circuit's inspector as one self-contained HTML file")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from ..core.paths import FIGURES_DIR, MODELS_DIR, REPO_ROOT
+from .verdicts import NARROW_REGIME
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -54,19 +55,38 @@ def rule_note(c: dict) -> str:
 
 
 def claims_table() -> list[str]:
-    rows = []
+    """All claims rows, each with the regime it was tested in; a row of another regime than the narrow models
+    also says whether the verdict changed against the narrow models' row of the same id."""
+    claims = []
     for path in sorted((FIGURES_DIR / "results").glob("*.json")):
         if path.name == "timings.json":
             continue
-        for c in json.loads(path.read_text()).get("claims", []):
-            fig = f"[figure]({c['figure']})" if c.get("figure") else ""
-            rows.append(
-                f"| {c.get('id', '')} | {c.get('claim', '')} | {c.get('ours', '')} | {c.get('paper', '')} | "
-                f"{c.get('holds', '')}{rule_note(c)} | {fig} |"
-            )
-    if not rows:
+        claims += json.loads(path.read_text()).get("claims", [])
+    if not claims:
         return ["No notebook results yet: run `make figures`."]
-    return ["| id | claim | ours | paper | holds here | figure |", "|---|---|---|---|---|---|", *rows]
+    narrow: dict[str, list[str]] = {}
+    for c in claims:
+        if not c.get("regime"):
+            narrow.setdefault(c.get("id", ""), []).append(c.get("holds", ""))
+    rows = ["| id | claim | ours | paper | holds here | regime | figure |", "|---|---|---|---|---|---|---|"]
+    for c in claims:
+        fig = f"[figure]({c['figure']})" if c.get("figure") else ""
+        rows.append(
+            f"| {c.get('id', '')} | {c.get('claim', '')} | {c.get('ours', '')} | {c.get('paper', '')} | "
+            f"{c.get('holds', '')}{rule_note(c)} | {regime_note(c, narrow)} | {fig} |"
+        )
+    return rows
+
+
+def regime_note(c: dict, narrow: dict[str, list[str]]) -> str:
+    """The regime of a claims row; for a wide-regime row, the narrow models' verdicts of the same claim id."""
+    if not c.get("regime"):
+        return NARROW_REGIME
+    before = narrow.get(c.get("id", ""))
+    if not before:
+        return f"{c['regime']} (not tested on the narrow models)"
+    same = all(v == c.get("holds") for v in before)
+    return f"{c['regime']} ({'same as' if same else 'changed from'} narrow: {', '.join(before)})"
 
 
 def timings_table() -> list[str]:

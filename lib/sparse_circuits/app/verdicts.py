@@ -86,13 +86,20 @@ def universal_verdict(holds_by_cell: Iterable[bool | None], share: float) -> tup
     return verdict(bool(known) and frac >= share, any(known), judged=bool(known)), frac
 
 
-def claim(id: str, text: str, ours: str, paper: str, holds: str, figure: str, rule: str = "") -> dict:
+NARROW_REGIME = "narrow: d64-d256, L0 0.2-1"
+"""Where a claim was tested when its row names no regime: the first shipped family (L0 >= 0.2 at d_model <= 256),
+far denser and narrower than either paper's models."""
+
+
+def claim(id: str, text: str, ours: str, paper: str, holds: str, figure: str, rule: str = "", regime: str = "") -> dict:
     """One row of the README's claims table (``report.claims_table``): the claim, our evidence, the paper's
-    number, the verdict, the rule that gave it (thresholds fixed before the run) and the figure behind it."""
+    number, the verdict, the rule that gave it (thresholds fixed before the run), the figure behind it and the
+    regime of the models it was tested on (empty: ``NARROW_REGIME``)."""
     if holds not in HOLDS:
         raise ValueError(f"holds must be yes, no, partly or n/a; got {holds!r}")
     row = {"id": id, "claim": text, "ours": ours, "paper": paper, "holds": holds, "figure": figure}
-    return {**row, "rule": rule} if rule else row
+    extra = {k: v for k, v in (("rule", rule), ("regime", regime)) if v}
+    return {**row, **extra}
 
 
 # --------------------------------------------------------------------------------- claim-specific rules

@@ -1,2 +1,2 @@
 """Layer 7, pruning: learning node masks (many seeds in one batched run), discretization, hyperparameter
-sweeps and loss-vs-size frontiers."""
+sweeps, tuned pruning configs (``pruning.tuned``) and loss-vs-size frontiers."""

@@ -3,11 +3,14 @@
 Objective: circuit size (nodes) at the target loss; a run that misses the target scores total_nodes * (1 +
 loss), worse than any run that reaches it. Trials are asked ``parallel`` at a time and evaluated as one
 batched pruning run (each trial its own mask row, k_coef and learning rate), then told back to Optuna.
+The record in the best circuit's ``meta["sweep"]`` holds every trial and the sweep's wall time;
+``pruning.tuned.write_tuned_config`` stores it as a tuned pruning config (docs/pruning-configs.md).
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 from .pruner import PruneConfig, Pruner, prune
 
@@ -35,6 +38,7 @@ def sweep(
     """Run the search; returns the best circuit, with every trial recorded in its ``meta["sweep"]``."""
     import optuna
 
+    start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = {**SEARCH_SPACE, **(search_space or {})}
     unknown = sorted(set(space) - set(SEARCH_SPACE))
@@ -83,9 +87,11 @@ def sweep(
         "sampler": "optuna.TPESampler",
         "seed": seed,
         "n_trials": len(records),
+        "parallel": parallel,
         "search_space": {k: list(v) for k, v in space.items()},
         "best_params": study.best_params,
         "best_value": study.best_value,
         "trials": records,
+        "wall_time_s": time.perf_counter() - start,
     }
     return best

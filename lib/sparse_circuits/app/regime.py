@@ -1,0 +1,109 @@
+"""Steps of notebook 14: a model in the papers' regime (wide, very weight-sparse) beside the narrow shipped ones.
+
+- ``model_facts``: what the model is and what its training cost (nonzeros against a reference model, tokens, wall
+  time and throughput read back from its ``metrics.jsonl``).
+- ``task_table`` / ``task_bars_met``: accuracy and P_correct on the held-out test split, against bars fixed before
+  the run.
+- ``size_records``: circuit size (nodes and edges) at the target loss over several seeds, one batched pruning run
+  per (model, task); ``faithful_study.size_cells`` turns them into dense / sparse ratios with bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ..core.paths import model_dir
+from ..pruning.pruner import PruneConfig, prune
+from ..tasks import evaluate, get_task
+
+# What the model must reach on the test split to count as solving the tasks (the regime issue's bars), fixed
+# before the model was trained.
+TASK_BARS = {"pronoun": 0.9, "ioi": 0.8, "ioi_same": 0.8, "questions": 0.8}
+
+
+def _metrics(name: str) -> list[dict]:
+    path = model_dir(name) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def model_facts(name: str, reference: str | None = None) -> dict:
+    """Shape, sparsity, nonzero weights (and their ratio to ``reference``'s), held-out loss, training tokens, wall
+    time and tokens per second of the shipped model ``name``, from its config.json and metrics.jsonl."""
+    config = json.loads((model_dir(name) / "config.json").read_text())
+    results = config.get("results", {})
+    train = [r for r in _metrics(name) if "loss" in r and "time_s" in r]
+    wall = train[-1]["time_s"] if train else None
+    facts = {
+        "name": name,
+        "n_layer": config["model"].get("n_layer"),
+        "d_model": config["model"]["d_model"],
+        "n_ctx": config["model"].get("n_ctx"),
+        "l0_target": config["train"]["l0_target"],
+        "steps": config["train"]["steps"],
+        "batch_size": config["train"]["batch_size"],
+        "corpus_variant": config.get("corpus", {}).get("variant", "basic"),
+        "nonzero": results.get("n_nonzero_sparsified"),
+        "val_loss": results.get("val_loss"),
+        "train_tokens": results.get("train_tokens"),
+        "train_wall_s": wall,
+        "tokens_per_s": train[-1]["tokens"] / wall if wall else None,
+    }
+    if reference is not None:
+        ref = json.loads((model_dir(reference) / "config.json").read_text()).get("results", {})
+        n_ref = ref.get("n_nonzero_sparsified")
+        facts["reference"] = reference
+        facts["nonzero_vs_reference"] = facts["nonzero"] / n_ref if facts["nonzero"] and n_ref else None
+    return facts
+
+
+def task_table(loaded: dict, tasks: list[str], n_prompts: int, split: str = "test") -> dict[str, dict[str, dict]]:
+    """{model: {task: ``tasks.evaluate`` metrics}} on ``n_prompts`` prompts of ``split`` (held out by default)."""
+    table = {}
+    for name, (model, tok, _) in loaded.items():
+        table[name] = {}
+        for t in tasks:
+            task = get_task(t)
+            table[name][t] = evaluate(model, task.data(split, tok, n_prompts), task.loss)
+    return table
+
+
+def task_bars_met(row: dict[str, dict], bars: dict[str, float] = TASK_BARS) -> dict[str, bool | None]:
+    """Per task with a bar: whether the test accuracy reaches it (None: the task was not evaluated)."""
+    return {t: (row[t]["accuracy"] >= bar if t in row else None) for t, bar in bars.items()}
+
+
+def size_records(
+    loaded: dict, tasks: list[str], cfg: PruneConfig, seeds: list[int], progress: bool = True
+) -> tuple[list[dict], dict[str, float]]:
+    """Prune every (model, task) for all ``seeds`` in one batched run each.
+
+    Returns one record per circuit (model, task, seed, nodes, edges, pruning loss, reached_target: the rows
+    ``faithful_study.size_cells`` reads) and the wall seconds of each (model, task) run, keyed "model/task".
+    """
+    records, seconds = [], {}
+    for name, (model, tok, _) in loaded.items():
+        for t in tasks:
+            t0 = time.perf_counter()
+            circuits = prune(model, tok, get_task(t), cfg, seeds=seeds, progress=progress, model_name=name)
+            seconds[f"{name}/{t}"] = time.perf_counter() - t0
+            records += circuit_records(name, t, seeds, circuits)
+    return records, seconds
+
+
+def circuit_records(model_name: str, task: str, seeds: list[int], circuits: list) -> list[dict]:
+    """The ``size_records`` rows of circuits pruned elsewhere (e.g. by ``generalization.seed_study``)."""
+    return [
+        {
+            "model": model_name,
+            "task": task,
+            "seed": seed,
+            "nodes": c.n_nodes,
+            "total_nodes": c.total_nodes,
+            "edges": c.n_edges,
+            "loss": c.meta["loss"],
+            "reached": bool(c.meta["reached_target"]),
+            "circuit": c,
+        }
+        for seed, c in zip(seeds, circuits)
+    ]

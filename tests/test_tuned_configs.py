@@ -1,0 +1,162 @@
+"""Tuned pruning configs (pruning.tuned): written by `sweep --write-config`, loaded by `prune --tuned` and
+`tuned_prune_config`, refused when malformed or made for another (model, task, ablation)."""
+
+import contextlib
+import io
+import json
+import shutil
+
+import pytest
+import yaml
+from sparse_circuits.app.cli import build_parser, main
+from sparse_circuits.pruning.pruner import PruneConfig
+from sparse_circuits.pruning.tuned import (
+    TunedConfigError,
+    has_tuned_config,
+    list_tuned_configs,
+    load_tuned_config,
+    read_tuned_config,
+    tuned_config_path,
+    tuned_prune_config,
+)
+
+TINY = ["--steps", "3", "--batch-size", "4", "--eval-n", "16"]
+
+
+@pytest.fixture(scope="module")
+def swept(tiny_model_dir, tmp_path_factory):
+    """(config root, the sweep's printed result) of a 2-trial sweep of the tiny model that wrote its config."""
+    root = tmp_path_factory.mktemp("pruning_configs")
+    argv = ["sweep", str(tiny_model_dir), "--task", "pronoun", "--ablation", "zero", "--trials", "2"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*argv, "--parallel", "2", *TINY, "--write-config", str(root), "--json"]) == 0
+    return root, json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def _copy(swept, tmp_path, model="tiny"):
+    """A writable copy of the swept file under ``tmp_path/<model>/``; returns (root, path)."""
+    root, _ = swept
+    path = tuned_config_path(model, "pronoun", "zero", root=tmp_path)
+    path.parent.mkdir(parents=True)
+    shutil.copy(tuned_config_path("tiny", "pronoun", "zero", root=root), path)
+    return tmp_path, path
+
+
+def test_sweep_writes_a_config_that_round_trips(swept):
+    root, res = swept
+    path = tuned_config_path("tiny", "pronoun", "zero", root=root)
+    assert res["config"] == str(path) and path == root / "tiny" / "pronoun-zero.yaml"
+    assert res["wall_time_s"] > 0 and (res["steps"], res["batch_size"]) == (3, 4)
+    tuned = tuned_prune_config("tiny", "pronoun", "zero", root=root)
+    assert tuned == PruneConfig(ablation="zero", steps=3, batch_size=4, eval_n=16, **res["best_params"])
+    config = read_tuned_config(path)
+    assert (config.model, config.task, config.ablation, config.frozen_ln) == ("tiny", "pronoun", "zero", False)
+    assert config.tuned == res["best_params"] and config.fixed["steps"] == 3
+    record = config.sweep
+    assert record.n_trials == len(record.trials) == 2 and record.parallel == 2 and record.seed == 0
+    assert record.best_nodes == res["nodes"] and record.reached_target == res["reached_target"]
+    assert record.wall_time_s > 0 and record.package_version and record.date
+    assert min(t["objective"] for t in record.trials) == record.best_objective
+    assert {"trial", "k_coef", "lr", "objective"} <= set(record.trials[0])
+    assert config.to_dict() == yaml.safe_load(path.read_text())  # what is read is what was written
+    assert has_tuned_config("tiny", "pronoun", "zero", root=root)
+    assert not has_tuned_config("tiny", "pronoun", "zero", frozen_ln=True, root=root)
+    assert tuned_prune_config("tiny", "pronoun", "zero", frozen_ln=True, root=root) is None
+    assert [c.path for c in list_tuned_configs(root)] == [path] == [c.path for c in list_tuned_configs(root, "tiny")]
+    assert tuned_prune_config("tiny", "pronoun", "zero", root=root, steps=5).steps == 5  # overrides win
+    with pytest.raises(ValueError, match="cannot be overridden"):
+        config.prune_config(ablation="mean")
+
+
+def test_frozen_configs_have_their_own_file(tmp_path):
+    path = tuned_config_path("sparse-d128", "ioi", "mean", frozen_ln=True, root=tmp_path)
+    assert path == tmp_path / "sparse-d128" / "ioi-mean-frozen.yaml"
+    assert tuned_config_path("m", "ioi_opposite", "zero", root=tmp_path).name == "ioi-zero.yaml"  # an alias
+    with pytest.raises(ValueError, match="cannot name a tuned config file"):
+        tuned_config_path("../m", "ioi", "zero")
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d.update(colour="red"), "unknown tuned pruning config fields ['colour']"),
+        (lambda d: d["fixed"].update(stepz=3), "unknown fixed fields ['stepz']"),
+        (lambda d: d["tuned"].update(steps=3), "unknown tuned fields ['steps']"),
+        (lambda d: d["sweep"].update(wall_time=1.0), "unknown sweep config fields ['wall_time']"),
+        (lambda d: d["sweep"]["trials"][0].update(seed=1), "unknown sweep.trials[0] fields ['seed']"),
+        (lambda d: d["fixed"].update(steps=0), "PruneConfig.steps must be an integer >= 1"),
+        (lambda d: d.pop("tuned"), "missing the required field 'tuned'"),
+    ],
+)
+def test_the_loader_refuses_a_malformed_file(swept, tmp_path, edit, match):
+    root, path = _copy(swept, tmp_path)
+    d = yaml.safe_load(path.read_text())
+    edit(d)
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(TunedConfigError) as e:
+        tuned_prune_config("tiny", "pronoun", "zero", root=root)
+    assert str(path) in str(e.value) and match in str(e.value)
+
+
+def test_the_loader_refuses_invalid_yaml_and_another_models_file(swept, tmp_path):
+    root, path = _copy(swept, tmp_path, model="sparse-d128")  # the tiny model's file under another model's name
+    with pytest.raises(TunedConfigError, match="not of the requested") as e:
+        load_tuned_config("sparse-d128", "pronoun", "zero", root=root)
+    assert str(path) in str(e.value) and "'model': 'tiny'" in str(e.value)
+    path.write_text("model: tiny\ntuned: {k_coef: 0.001\n")
+    with pytest.raises(TunedConfigError, match="not valid YAML") as e:
+        load_tuned_config("sparse-d128", "pronoun", "zero", root=root)
+    assert str(path) in str(e.value) and len(str(e.value).splitlines()) == 1
+    path.write_text("- a list\n")
+    with pytest.raises(TunedConfigError, match="must be a mapping"):
+        list_tuned_configs(root)
+
+
+def _fails_with_one_line(capsys, argv, match):
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_prune_tuned_without_a_config_names_the_expected_path(capsys, tiny_model_dir, tmp_path):
+    argv = ["prune", tiny_model_dir, "--task", "pronoun", "--ablation", "zero", "--frozen-ln", "--tuned", tmp_path]
+    _fails_with_one_line(capsys, argv, f"expected {tmp_path / 'tiny' / 'pronoun-zero-frozen.yaml'}")
+
+
+def test_prune_tuned_explicit_options_override_the_tuned_values(capsys, swept, tiny_model_dir):
+    root, found = swept
+    argv = ["prune", str(tiny_model_dir), "--task", "pronoun", "--ablation", "zero", "--tuned", str(root)]
+    assert main([*argv, "--lr", "0.005", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["tuned"] and res["lr"] == 0.005  # given on the command line
+    assert res["k_coef"] == found["best_params"]["k_coef"]  # tuned
+    assert (res["steps"], res["batch_size"]) == (3, 4)  # as the sweep ran, not PruneConfig's defaults
+    assert res["wall_time_s"] > 0
+
+
+def test_prune_notes_which_options_were_given():
+    parser = build_parser()
+    args = parser.parse_args(["prune", "M", "--task", "ioi", "--ablation", "zero", "--lr", "0.01", "--no-frozen-ln"])
+    assert args.given_fields == {"ablation", "lr", "frozen_ln"} and args.tuned is None
+    args = parser.parse_args(["prune", "M", "--task", "ioi", "--ablation", "zero", "--tuned"])
+    assert args.given_fields == {"ablation"} and args.tuned.endswith("configs/pruning")
+
+
+def test_sweep_defaults_are_the_papers_budget():
+    args = build_parser().parse_args(["sweep", "M", "--task", "ioi", "--ablation", "zero"])
+    assert (args.steps, args.batch_size, args.trials) == (2000, 64, 32) and args.write_config is None
+    args = build_parser().parse_args(["sweep", "M", "--task", "ioi", "--ablation", "zero", "--write-config"])
+    assert args.write_config.endswith("configs/pruning")
+
+
+def test_sweep_write_config_target_is_checked_before_the_sweep(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    from sparse_circuits.app import cli
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("an unusable --write-config should be refused before the sweep")
+
+    monkeypatch.setattr(cli, "sweep", no_compute)
+    (tmp_path / "tiny" / "pronoun-zero.yaml").mkdir(parents=True)
+    argv = ["sweep", tiny_model_dir, "--task", "pronoun", "--ablation", "zero", "--write-config", tmp_path]
+    _fails_with_one_line(capsys, argv, "pronoun-zero.yaml exists and is not a file")
