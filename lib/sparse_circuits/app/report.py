@@ -21,20 +21,44 @@ def _fmt(x, digits: int = 3) -> str:
     return str(x)
 
 
+def training_cost(model_path) -> tuple[float | None, float | None]:
+    """(wall seconds, tokens per second) of a model's training run, from the last training row of its
+    metrics.jsonl (None when it records no time)."""
+    path = model_path / "metrics.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    last = next((r for r in reversed(rows) if "time_s" in r and "tokens" in r), None)
+    if not last or not last["time_s"]:
+        return None, None
+    return last["time_s"], last["tokens"] / last["time_s"]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def model_table() -> list[str]:
     rows = [
-        "| model | d_model | L0 target | nonzero weights | held-out loss | training tokens |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | d_model | L0 target | nonzero weights | held-out loss | training tokens | training time | tokens/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for d in sorted(MODELS_DIR.glob("*/config.json")):
         c = json.loads(d.read_text())
         r = c.get("results", {})
+        wall, rate = training_cost(d.parent)
         rows.append(
-            f"| `{c['name']}` | {c['model']['d_model']} | {c['train']['l0_target']} | "
+            f"| `{c['name']}` | {c['model']['d_model']} | {c['train']['l0_target']:.4g} | "
             f"{r.get('n_nonzero_sparsified', '?'):,} ({_fmt(r.get('nonzero_fraction', float('nan')))}) | "
-            f"{_fmt(r.get('val_loss', float('nan')))} | {r.get('train_tokens', 0):,} |"
+            f"{_fmt(r.get('val_loss', float('nan')))} | {r.get('train_tokens', 0):,} | {_duration(wall)} | "
+            f"{'?' if rate is None else f'{rate:,.0f}'} |"
         )
-    return rows
+    return [
+        *rows,
+        "",
+        "Training time and throughput as logged by each run on 2 CPU cores (machines shared with other jobs run "
+        "slower); learning curves: [figures/01_training_curves.png](figures/01_training_curves.png).",
+    ]
 
 
 def samples_block() -> list[str]:
