@@ -194,6 +194,11 @@ def test_progress_bars_are_text_under_the_notebook_runner(monkeypatch):
     monkeypatch.setenv(progress.TEXT_PROGRESS_ENV, "1")
     bar = progress.tqdm(range(3), disable=True)
     assert type(bar) is text_bar and list(bar) == [0, 1, 2]
+    # text bars update a few times a minute (one saved line each), unless the caller asks otherwise
+    import io
+
+    assert progress.tqdm(range(2), file=io.StringIO()).mininterval == progress.TEXT_MININTERVAL_S >= 5
+    assert progress.tqdm(range(2), file=io.StringIO(), mininterval=0.5).mininterval == 0.5
     monkeypatch.setenv(progress.TEXT_PROGRESS_ENV, "0")
     assert not progress.text_progress()
     assert kernel_env()[progress.TEXT_PROGRESS_ENV] == "1"
