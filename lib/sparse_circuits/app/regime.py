@@ -16,15 +16,11 @@ import time
 from ..core.paths import model_dir
 from ..pruning.pruner import PruneConfig, prune
 from ..tasks import evaluate, get_task
+from .report import training_cost
 
 # What the model must reach on the test split to count as solving the tasks (the regime issue's bars), fixed
 # before the model was trained.
 TASK_BARS = {"pronoun": 0.9, "ioi": 0.8, "ioi_same": 0.8, "questions": 0.8}
-
-
-def _metrics(name: str) -> list[dict]:
-    path = model_dir(name) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def model_facts(name: str, reference: str | None = None) -> dict:
@@ -32,8 +28,7 @@ def model_facts(name: str, reference: str | None = None) -> dict:
     time and tokens per second of the shipped model ``name``, from its config.json and metrics.jsonl."""
     config = json.loads((model_dir(name) / "config.json").read_text())
     results = config.get("results", {})
-    train = [r for r in _metrics(name) if "loss" in r and "time_s" in r]
-    wall = train[-1]["time_s"] if train else None
+    wall, rate = training_cost(model_dir(name))
     facts = {
         "name": name,
         "n_layer": config["model"].get("n_layer"),
@@ -47,7 +42,7 @@ def model_facts(name: str, reference: str | None = None) -> dict:
         "val_loss": results.get("val_loss"),
         "train_tokens": results.get("train_tokens"),
         "train_wall_s": wall,
-        "tokens_per_s": train[-1]["tokens"] / wall if wall else None,
+        "tokens_per_s": rate,
     }
     if reference is not None:
         ref = json.loads((model_dir(reference) / "config.json").read_text()).get("results", {})
