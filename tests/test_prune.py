@@ -2,6 +2,7 @@ import pytest
 import torch
 from sparse_circuits.circuits.ablation import Resampler, node_means
 from sparse_circuits.circuits.circuit import Circuit
+from sparse_circuits.circuits.evaluate import PASS_ROWS_D2, masks_per_pass
 from sparse_circuits.circuits.graph import count_edges
 from sparse_circuits.circuits.layout import NodeLayout
 from sparse_circuits.circuits.masking import masked, record_norm_scales, topk_masks
@@ -271,6 +272,32 @@ def test_seed_chunks_do_not_change_the_result(setup, ablation, objective):
     chunked = prune(model, tok, task, PruneConfig(**kw, seed_chunk=2), seeds=[0, 1, 2], progress=False)
     for a, b in zip(one_pass, chunked):
         torch.testing.assert_close(a.tau, b.tau, atol=1e-5, rtol=0)
+
+
+def test_masks_per_pass_keeps_dense_models_at_the_default_and_bounds_sparse_passes(setup):
+    model, tok, task = setup
+    assert masks_per_pass(model, "auto", 10**6, 8) == 8  # the tiny model runs dense under "auto": unchanged
+    assert masks_per_pass(model, "dense", 10**6, 8) == 8
+    d2 = model.cfg.d_model**2
+    assert masks_per_pass(model, "sparse", 3, 8) == 8  # small passes: at most the default
+    assert masks_per_pass(model, "sparse", PASS_ROWS_D2 // d2 // 3, 8) == 3
+    assert masks_per_pass(model, "sparse", PASS_ROWS_D2, 8) == 1  # never fewer than one
+    assert not any("forward" in m.__dict__ for m in model.modules())  # the probe leaves the model as it was
+
+
+def test_automatic_seed_chunk_matches_one_pass_on_a_sparse_run(setup, monkeypatch):
+    model, tok, task = setup
+    import sparse_circuits.circuits.evaluate as evaluate
+
+    kw = dict(ablation="mean", steps=3, batch_size=4, eval_n=8, execution="sparse")
+    one_pass = prune(model, tok, task, PruneConfig(**kw, seed_chunk=3), seeds=[0, 1, 2], progress=False)
+    rows = 4 * Pruner(model, tok, task, PruneConfig(**kw)).pool.tokens.shape[1]
+    monkeypatch.setattr(evaluate, "PASS_ROWS_D2", rows * model.cfg.d_model**2)  # the rule now gives one run a pass
+    assert masks_per_pass(model, "sparse", rows, 8) == 1
+    auto = prune(model, tok, task, PruneConfig(**kw), seeds=[0, 1, 2], progress=False)
+    for a, b in zip(one_pass, auto):
+        torch.testing.assert_close(a.tau, b.tau, atol=1e-5, rtol=0)
+        assert a.n_nodes == b.n_nodes
 
 
 # ------------------------------------------------------------------------------- faithful objectives

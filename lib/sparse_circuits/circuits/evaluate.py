@@ -12,7 +12,7 @@ callers were calibrated with different (equally valid) conventions, and their re
   model (AbsTopK included). By default it is recorded on the batch each pass runs (the S-fold repeated prompts,
   as pruning trains); with ``scales_once`` once on the n prompts and repeated for every mask (generalization).
   Rows do not interact, so both give the same scales up to the rounding of differently sized matmuls.
-- ``chunk``: masks per forward pass (memory); ``seeds``: one ablation seed per mask (resample draws each mask's
+- ``chunk``: masks per forward pass (memory; ``masks_per_pass`` is the rule callers use); ``seeds``: one ablation seed per mask (resample draws each mask's
   corpus rows from its seed, so a mask's values do not depend on which pass it lands in).
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model.gpt import SparseGPT
-from ..model.sparse_exec import sparse_execution
+from ..model.sparse_exec import enable_sparse_execution, sparse_execution
 from ..tasks import TaskData, answer_logits, binary_p_correct, per_example_loss, run_answer_logits
 from .ablation import Ablation
 from .layout import NodeLayout
@@ -33,6 +33,25 @@ from .masking import masked, record_norm_scales
 # measure(answer logits [C*n, V], the pass's prompts) -> [C*n, ...]
 Measure = Callable[[torch.Tensor, TaskData], torch.Tensor]
 MEASURES = ("loss", "p_correct", "logits")
+
+PASS_ROWS_D2 = 2**27
+"""Largest token rows per pass x d_model^2 for a model with matrices that run sparse (``masks_per_pass``).
+
+Measured on a pruning step (2 cores, batch 64): the fastest runs per pass were at about 1.7e8 rows x d_model^2
+at every width: 10k+ rows at d128, 2.5k at d256, 640 at d512 (1.8x faster than 8 runs per pass), one run (768
+rows) at d1024 (1.5x). Beyond it the passes' activations leave the cache, and the CSR products most of all."""
+
+
+def masks_per_pass(model: SparseGPT, execution: str, rows_per_mask: int, default: int) -> int:
+    """How many masks (runs) one forward pass holds: ``default`` when every matrix of ``model`` runs dense under
+    ``execution`` (the narrow models: all their results were made so), else as many as keep a pass within
+    ``PASS_ROWS_D2`` (at least 1, at most ``default``). ``rows_per_mask``: token rows one mask's prompts take."""
+    handle = enable_sparse_execution(model, execution)
+    runs_sparse = bool(handle.swapped)
+    handle.restore()
+    if not runs_sparse:
+        return default
+    return max(1, min(default, PASS_ROWS_D2 // max(1, rows_per_mask * model.cfg.d_model**2)))
 
 
 def circuit_frozen_ln(circuit, frozen_ln: bool | None = None) -> bool:

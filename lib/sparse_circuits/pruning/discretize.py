@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..circuits.evaluate import masks_per_pass
 from ..circuits.masking import topk_masks, weights_frozen
 from ..core.seeds import derived_seed
 from ..tasks import TaskData
@@ -27,10 +28,12 @@ class Discretization:
 
     @torch.no_grad()
     def loss_at_counts(
-        self, tau: torch.Tensor, counts: torch.Tensor, data: TaskData | None = None, chunk: int = 32
+        self, tau: torch.Tensor, counts: torch.Tensor, data: TaskData | None = None, chunk: int | None = None
     ) -> torch.Tensor:
-        """[M] task loss on fixed prompts when each tau row keeps its top counts[m] nodes (rows paired with counts)."""
+        """[M] task loss on fixed prompts when each tau row keeps its top counts[m] nodes (rows paired with counts);
+        ``chunk`` masks per pass (default: 32, fewer on a model that runs sparse, ``masks_per_pass``)."""
         data = data or self.eval_data
+        chunk = chunk or masks_per_pass(self.model, self.cfg.execution, data.tokens.numel(), 32)
         out = []
         for s in range(0, len(counts), chunk):
             t, k = tau[s : s + chunk], counts[s : s + chunk]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..circuits.ablation import Ablation, Resampler, check_ablation
 from ..circuits.circuit import Circuit, task_record
-from ..circuits.evaluate import MaskEvaluator, Measure
+from ..circuits.evaluate import MaskEvaluator, Measure, masks_per_pass
 from ..circuits.layout import NodeLayout
 from ..circuits.masking import topk_masks, weights_frozen
 from ..core.config import check_numbers, strict_from_dict
@@ -79,9 +79,12 @@ class PruneConfig:
     adversary_loss: str = "task"
     """What the adversary maximizes: "task" (the task loss) or "kl" (KL from the model's next-token distribution to
     the pruned one at the answer position, over the whole vocabulary)."""
-    seed_chunk: int = 8
+    seed_chunk: int | None = None
     """Runs per forward/backward pass within a step (gradients accumulate over chunks before one optimizer step).
-    Exact, since runs are independent; keeps activations cache-sized, which is faster than one huge batch on CPU."""
+    Runs are independent, so any value gives the same circuits up to float rounding; smaller passes keep the
+    activations cache-sized, which is faster than one huge batch on CPU. None: 8 where every matrix runs dense
+    (the narrow models, bitwise as all their results were made), fewer where some run sparse
+    (``circuits.evaluate.masks_per_pass``: 1 at d512 with batch 64)."""
     search_trained_count: bool = False
     """Discretization also tries each run's count of nodes with tau > 0. The loss is not monotone in k, so this can
     find a smaller passing circuit; off by default until the walkthrough notebooks are re-verified with it."""
@@ -127,7 +130,6 @@ class PruneConfig:
                 "batch_size",
                 "eval_n",
                 "search_points",
-                "seed_chunk",
                 "check_samples",
                 "check_adversary_steps",
                 "check_adversary_restarts",
@@ -137,6 +139,8 @@ class PruneConfig:
             non_negative=("weight_decay", "k_coef", "init_std", "adversary_lr"),
             fractions=("beta1", "beta2"),
         )
+        if self.seed_chunk is not None:
+            check_numbers(self, counts=("seed_chunk",))
         if not math.isfinite(self.init_mean):
             raise ValueError(f"PruneConfig.init_mean must be finite, got {self.init_mean!r}")
 
@@ -279,13 +283,14 @@ class Pruner(Discretization):
                 ]
             ).to(self.device)
         B = c.batch_size
+        chunk = c.seed_chunk or masks_per_pass(self.model, c.execution, B * self.pool.tokens.shape[1], 8)
         # Only the mask logits learn; the frozen weights may run as sparse matrices.
         with weights_frozen(self.model), sparse_execution(self.model, c.execution):
             for step in tqdm(range(c.steps), desc=f"prune {self.task.name} x{S}", disable=not progress, unit="step"):
                 data = self.batch(seeds, step)
                 losses, kepts = [], []
-                for lo in range(0, S, c.seed_chunk):  # chunks of runs; gradients accumulate
-                    hi = min(S, lo + c.seed_chunk)
+                for lo in range(0, S, chunk):  # chunks of runs; gradients accumulate
+                    hi = min(S, lo + chunk)
                     part = data.index(range(lo * B, hi * B))
                     abl = self.ablation_values(seeds[lo:hi], part, step)
                     z = None if z_adv is None else z_adv[lo:hi]
