@@ -30,7 +30,7 @@ def swept(tiny_model_dir, tmp_path_factory):
     argv = ["sweep", str(tiny_model_dir), "--task", "pronoun", "--ablation", "zero", "--trials", "2"]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert main([*argv, "--parallel", "2", *TINY, "--write-config", str(root), "--json"]) == 0
+        assert main([*argv, "--parallel", "2", *TINY, "--config-dir", str(root), "--json"]) == 0
     return root, json.loads(out.getvalue().strip().splitlines()[-1])
 
 
@@ -120,13 +120,13 @@ def _fails_with_one_line(capsys, argv, match):
 
 
 def test_prune_tuned_without_a_config_names_the_expected_path(capsys, tiny_model_dir, tmp_path):
-    argv = ["prune", tiny_model_dir, "--task", "pronoun", "--ablation", "zero", "--frozen-ln", "--tuned", tmp_path]
+    argv = ["prune", tiny_model_dir, "--task", "pronoun", "--ablation", "zero", "--frozen-ln", "--tuned-dir", tmp_path]
     _fails_with_one_line(capsys, argv, f"expected {tmp_path / 'tiny' / 'pronoun-zero-frozen.yaml'}")
 
 
 def test_prune_tuned_explicit_options_override_the_tuned_values(capsys, swept, tiny_model_dir):
     root, found = swept
-    argv = ["prune", str(tiny_model_dir), "--task", "pronoun", "--ablation", "zero", "--tuned", str(root)]
+    argv = ["prune", str(tiny_model_dir), "--task", "pronoun", "--ablation", "zero", "--tuned-dir", str(root)]
     assert main([*argv, "--lr", "0.005", "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["tuned"] and res["lr"] == 0.005  # given on the command line
@@ -138,16 +138,19 @@ def test_prune_tuned_explicit_options_override_the_tuned_values(capsys, swept, t
 def test_prune_notes_which_options_were_given():
     parser = build_parser()
     args = parser.parse_args(["prune", "M", "--task", "ioi", "--ablation", "zero", "--lr", "0.01", "--no-frozen-ln"])
-    assert args.given_fields == {"ablation", "lr", "frozen_ln"} and args.tuned is None
+    assert args.given_fields == {"ablation", "lr", "frozen_ln"} and not args.tuned and args.tuned_dir is None
     args = parser.parse_args(["prune", "M", "--task", "ioi", "--ablation", "zero", "--tuned"])
-    assert args.given_fields == {"ablation"} and args.tuned.endswith("configs/pruning")
+    assert args.given_fields == {"ablation"} and args.tuned and args.tuned_dir is None
+    # the flag takes no value, so a positional after it stays the model directory
+    args = parser.parse_args(["prune", "--tuned", "M", "--task", "ioi", "--ablation", "zero"])
+    assert args.model_dir == "M" and args.tuned
 
 
 def test_sweep_defaults_are_the_papers_budget():
     args = build_parser().parse_args(["sweep", "M", "--task", "ioi", "--ablation", "zero"])
-    assert (args.steps, args.batch_size, args.trials) == (2000, 64, 32) and args.write_config is None
-    args = build_parser().parse_args(["sweep", "M", "--task", "ioi", "--ablation", "zero", "--write-config"])
-    assert args.write_config.endswith("configs/pruning")
+    assert (args.steps, args.batch_size, args.trials) == (2000, 64, 32) and not args.write_config
+    args = build_parser().parse_args(["sweep", "--write-config", "M", "--task", "ioi", "--ablation", "zero"])
+    assert args.write_config and args.model_dir == "M" and args.config_dir is None
 
 
 def test_sweep_write_config_target_is_checked_before_the_sweep(capsys, tiny_model_dir, tmp_path, monkeypatch):
@@ -158,5 +161,5 @@ def test_sweep_write_config_target_is_checked_before_the_sweep(capsys, tiny_mode
 
     monkeypatch.setattr(cli, "sweep", no_compute)
     (tmp_path / "tiny" / "pronoun-zero.yaml").mkdir(parents=True)
-    argv = ["sweep", tiny_model_dir, "--task", "pronoun", "--ablation", "zero", "--write-config", tmp_path]
+    argv = ["sweep", tiny_model_dir, "--task", "pronoun", "--ablation", "zero", "--config-dir", tmp_path]
     _fails_with_one_line(capsys, argv, "pronoun-zero.yaml exists and is not a file")

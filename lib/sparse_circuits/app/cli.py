@@ -132,15 +132,22 @@ def _model_name(args, config: dict) -> str:
     return config.get("name") or Path(args.model_dir).resolve().name
 
 
+def _config_root(flag: bool, directory: str | None) -> str | None:
+    """Where tuned configs are read or written: ``directory`` if given, the repository's ``configs/pruning`` when
+    only the flag was, None for neither. (A flag with an optional value would swallow a following positional.)"""
+    return directory or (str(PRUNING_CONFIGS_DIR) if flag else None)
+
+
 def _prune_config(args, model_name: str, task) -> PruneConfig:
     """The PruneConfig of ``prune``: the options; with ``--tuned`` the tuned config of (model, task, ablation,
     frozen_ln), with the options given on the command line overriding it."""
     options = given_arguments(args, PruneConfig)
-    if args.tuned is None:
+    root = _config_root(args.tuned, args.tuned_dir)
+    if root is None:
         return PruneConfig(**options)
     explicit = {k: v for k, v in options.items() if k in args.given_fields and k not in IDENTITY}
     return tuned_prune_config(
-        model_name, task.name, args.ablation, args.frozen_ln, root=args.tuned, required=True, **explicit
+        model_name, task.name, args.ablation, args.frozen_ln, root=root, required=True, **explicit
     )
 
 
@@ -160,7 +167,7 @@ def _prune(args) -> int:
         "task": task.name,
         "ablation": cfg.ablation,
         "frozen_ln": cfg.frozen_ln,
-        "tuned": args.tuned is not None,
+        "tuned": _config_root(args.tuned, args.tuned_dir) is not None,
         "k_coef": cfg.k_coef,
         "lr": cfg.lr,
         "steps": cfg.steps,
@@ -184,8 +191,9 @@ def _sweep(args) -> int:
     cfg = PruneConfig(**given_arguments(args, PruneConfig))
     task = get_task(args.task)
     name, quiet = _model_name(args, config), args.json
-    if args.write_config is not None:  # refuse an unusable target before the compute, not after
-        target = tuned_config_path(name, task.name, cfg.ablation, cfg.frozen_ln, args.write_config)
+    root = _config_root(args.write_config, args.config_dir)
+    if root is not None:  # refuse an unusable target before the compute, not after
+        target = tuned_config_path(name, task.name, cfg.ablation, cfg.frozen_ln, root)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists() and not target.is_file():
             raise IsADirectoryError(f"--write-config: {target} exists and is not a file")
@@ -203,8 +211,8 @@ def _sweep(args) -> int:
         "n_trials": found["n_trials"],
         "wall_time_s": round(found["wall_time_s"], 3),
     }
-    if args.write_config is not None:
-        res["config"] = str(write_tuned_config(tuned_config_from_sweep(best, name), args.write_config))
+    if root is not None:
+        res["config"] = str(write_tuned_config(tuned_config_from_sweep(best, name), root))
     _print_result(res, args.json)
     return 0
 
@@ -325,11 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seeds", type=_count, default=1, help="number of seeds, pruned together")
     pr.add_argument(
         "--tuned",
-        nargs="?",
-        const=str(PRUNING_CONFIGS_DIR),
+        action="store_true",
+        help="start from the tuned config of (model, task, ablation, frozen-ln) (an error if there is none); options "
+        "given here override it (docs/pruning-configs.md)",
+    )
+    pr.add_argument(
+        "--tuned-dir",
         metavar="DIR",
-        help="start from the tuned config of (model, task, ablation, frozen-ln) in DIR (default: "
-        f"{PRUNING_CONFIGS_DIR}; an error if there is none); options given here override it (docs/pruning-configs.md)",
+        help=f"read tuned configs from DIR instead of {PRUNING_CONFIGS_DIR} (implies --tuned)",
     )
     pr.set_defaults(fn=cmd_prune)
 
@@ -340,11 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--parallel", type=_count, default=8, help="trials evaluated together in one batched run")
     sw.add_argument(
         "--write-config",
-        nargs="?",
-        const=str(PRUNING_CONFIGS_DIR),
+        action="store_true",
+        help="write the best values as a tuned config, <dir>/<model>/<task>-<ablation>[-frozen].yaml (replaces an "
+        "older one; docs/pruning-configs.md)",
+    )
+    sw.add_argument(
+        "--config-dir",
         metavar="DIR",
-        help="write the best values as a tuned config, DIR/<model>/<task>-<ablation>[-frozen].yaml (default DIR: "
-        f"{PRUNING_CONFIGS_DIR}; replaces an older one; docs/pruning-configs.md)",
+        help=f"write the tuned config under DIR instead of {PRUNING_CONFIGS_DIR} (implies --write-config)",
     )
     sw.set_defaults(fn=cmd_sweep)
 

@@ -6,15 +6,19 @@
   the run.
 - ``size_records``: circuit size (nodes and edges) at the target loss over several seeds, one batched pruning run
   per (model, task); ``faithful_study.size_cells`` turns them into dense / sparse ratios with bootstrap intervals.
+- ``tuned_sweeps``: what the Optuna sweeps behind the tuned pruning configs (``configs/pruning/``) found per
+  (model, task): the best circuit's size and every trial, read from the config files (no pruning).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
-from ..core.paths import model_dir
+from ..core.paths import REPO_ROOT, model_dir
 from ..pruning.pruner import PruneConfig, prune
+from ..pruning.tuned import load_tuned_config
 from ..tasks import evaluate, get_task
 from .report import training_cost
 
@@ -102,3 +106,48 @@ def circuit_records(model_name: str, task: str, seeds: list[int], circuits: list
         }
         for seed, c in zip(seeds, circuits)
     ]
+
+
+def _repo_relative(path) -> str:
+    """A path as the repository names it (results files must not hold one machine's absolute paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def tuned_sweeps(models: list[str], tasks: list[str], ablation: str) -> dict[str, dict[str, dict | None]]:
+    """{model: {task: the sweep behind its tuned config, or None where no config exists}}.
+
+    Each entry: the budget the sweep pruned at (steps, batch_size), the best values (k_coef, lr), the best
+    circuit's node count and loss and whether it reached the target, the number of trials and of trials reaching
+    the target, the reaching trials' node counts (sorted), every trial's (k_coef, lr, nodes, reached), the sweep's
+    wall time and the config's path."""
+    out: dict[str, dict[str, dict | None]] = {}
+    for m in models:
+        out[m] = {}
+        for t in tasks:
+            config = load_tuned_config(m, t, ablation)
+            if config is None:
+                out[m][t] = None
+                continue
+            sw = config.sweep
+            out[m][t] = {
+                "steps": config.fixed.get("steps"),
+                "batch_size": config.fixed.get("batch_size"),
+                **config.tuned,
+                "best_nodes": sw.best_nodes,
+                "best_loss": sw.best_loss,
+                "reached_target": sw.reached_target,
+                "total_nodes": sw.total_nodes,
+                "n_trials": sw.n_trials,
+                "n_reached": sum(tr["reached_target"] for tr in sw.trials),
+                "nodes_reached": sorted(tr["nodes"] for tr in sw.trials if tr["reached_target"]),
+                "trials": [
+                    {k: tr[k] for k in ("k_coef", "lr", "nodes")} | {"reached": tr["reached_target"]}
+                    for tr in sw.trials
+                ],
+                "wall_time_s": sw.wall_time_s,
+                "path": _repo_relative(config.path),
+            }
+    return out
