@@ -2,14 +2,15 @@
 execution (``PruneConfig.execution``) side by side on a random weight-sparse model at the target scale (d1024,
 L0 1/64), with each configuration's peak memory and the projected wall time of the goal run (100 seeds x 2000
 steps x 64 prompts). The random model's dense path runs twice: at the default runs per pass and at one run per
-pass (its own fastest there), so the sparse path's ratio is also given against the faster of the two.
+pass (its own fastest there), so the sparse path's ratio is also given against the faster of the two; one
+step with the goal's 100 seeds gives the goal run's peak memory.
 
 Each configuration runs in a fresh process, so that its peak resident memory (``getrusage`` maxrss) is its own.
 On the narrow shipped models (d_model <= 256, L0 >= 0.2) "auto" runs every matrix dense: the same code as
 "dense"; sparse-d512 runs some sparse.
 
     python bench/bench_prune.py [--models sparse-d256] [--seeds 100] [--steps 3] [--big-seeds 8] [--big-steps 2]
-                                [--device cpu]
+                                [--memory-seeds 100] [--device cpu]
 
 With ``--device cuda`` the models prune on the GPU (timings synchronize the device; peak memory is
 ``torch.cuda.max_memory_allocated``) and the results go to bench/results/cuda/prune.json.
@@ -111,6 +112,9 @@ def main() -> None:
     p.add_argument("--big-l0", type=float, default=1 / 64)
     p.add_argument("--big-seeds", type=int, default=8)
     p.add_argument("--big-steps", type=int, default=2)
+    p.add_argument(
+        "--memory-seeds", type=int, default=100, help="seeds of one timed auto step on the random model (0: skip)"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (results of a CUDA run go to bench/results/cuda/)")
     args = p.parse_args()
     device = check_device(args.device)
@@ -150,6 +154,15 @@ def main() -> None:
             f"auto / dense seed-steps/s: {out['random_sparse']['auto_over_dense']:.2f}x; over the faster of the two "
             f"dense rows: {out['random_sparse']['auto_over_best_dense']:.2f}x"
         )
+        if args.memory_seeds:  # the goal's 100 seeds x 64 prompts at once: its peak memory (goal: <= 8 GB)
+            job = {"model": "random", "tokenizer_of": tokenizer_of, "execution": "auto", "device": args.device, **big}
+            row = in_fresh_process({**job, "seeds": args.memory_seeds, "steps": 1, "batch_size": args.batch_size})
+            out["random_sparse"]["memory"] = {"seeds": args.memory_seeds, **row}
+            print(
+                f"random d{args.big_d} auto, {args.memory_seeds} seeds x {args.batch_size} prompts: peak RSS "
+                f"{row['peak_rss_mb']:.0f} MB, {row['seed_steps_per_s']:.3f} seed-steps/s",
+                flush=True,
+            )
     for name in models:
         job = {"model": name, "tokenizer_of": name, "execution": "auto", "seeds": args.seeds, "steps": args.steps}
         job["device"] = args.device

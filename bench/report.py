@@ -201,6 +201,9 @@ def prune_lines(p: dict) -> list[str]:
             f"projected {minutes(dense['projected_goal_minutes'])} dense, {minutes(auto['projected_goal_minutes'])} "
             f"auto; {mem_name} {mb(dense[mem_key])} dense, {mb(auto[mem_key])} auto.",
         ]
+        if "memory" in big:  # one step with the goal run's seeds: its peak memory
+            mem = big["memory"]
+            lines[-1] += f" {mem['seeds']} seeds x {p['batch_size']} prompts at once (auto): {mb(mem[mem_key])}."
         if "dense_1" in rows:  # the dense path at one run per pass (its own fastest at this width)
             lines[-1] += (
                 f" Dense at one run per pass: {sig(rows['dense_1']['seed_steps_per_s'])} seed-steps/s; auto over the "

@@ -464,3 +464,23 @@ def test_pruning_with_split_names_trains_and_evaluates_on_their_own_names(setup)
     assert {a["name"] for a in pr.eval_data.assignments} <= names["test"]
     plain = Pruner(model, tok, task, PruneConfig(ablation="zero", eval_split="test", eval_n=16))
     assert {a["name"] for a in plain.pool.assignments} - names["train"]  # without it, train sees every name
+
+
+def test_necessity_sufficiency_ends_are_the_model_and_the_empty_circuit(setup):
+    from sparse_circuits.pruning.frontier import necessity_sufficiency
+    from sparse_circuits.tasks import binary_p_correct
+
+    model, tok, task = setup
+    pr = Pruner(model, tok, task, PruneConfig(ablation="zero", eval_n=16))
+    every = Circuit(nodes=torch.ones(pr.n_nodes, dtype=torch.bool), tau=torch.ones(pr.n_nodes), meta={})
+    r = necessity_sufficiency(pr, every, "test", 32)
+    data = task.data("test", tok, 32)
+    logits = run_answer_logits(model, data)
+    assert r["model"] == pytest.approx(float(per_example_loss(logits, data, task.loss).mean()), abs=1e-5)
+    assert r["circuit_only"] == pytest.approx(r["model"], abs=1e-6)  # the circuit is everything
+    assert r["circuit_ablated"] == pytest.approx(r["all_ablated"], abs=1e-6)
+    p = r["p_correct"]
+    assert p["model"] == pytest.approx(float(binary_p_correct(logits, data).mean()), abs=1e-5)
+    assert p["circuit_only"] == pytest.approx(p["model"], abs=1e-6)
+    assert p["circuit_ablated"] == pytest.approx(p["all_ablated"], abs=1e-6)
+    assert all(0.0 <= v <= 1.0 for v in p.values())

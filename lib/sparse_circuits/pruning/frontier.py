@@ -78,7 +78,9 @@ def pareto_sweep(
 @torch.no_grad()
 def necessity_sufficiency(pruner: Pruner, circuit: Circuit, split: str = "test", n: int = 256) -> dict:
     """Task loss with: every node (the model), only the circuit (complement ablated: sufficiency), everything
-    but the circuit (circuit ablated: necessity), and nothing (all ablated), on held-out prompts."""
+    but the circuit (circuit ablated: necessity), and nothing (all ablated), on held-out prompts; under
+    "p_correct" the same four as binary P_correct (the correct answer's probability against the incorrect one's:
+    0.5 is chance, whatever the rest of the vocabulary does)."""
     data = pruner.task.data(split, pruner.tok, n)
     keep = circuit.nodes.float()
     masks = {
@@ -87,6 +89,12 @@ def necessity_sufficiency(pruner: Pruner, circuit: Circuit, split: str = "test",
         "circuit_ablated": 1 - keep,
         "all_ablated": torch.zeros_like(keep),
     }
+    stacked = torch.stack(list(masks.values()))
     # one mask per pass, each with the resample values of seed 0
-    losses = pruner.evaluator.run(torch.stack(list(masks.values())), data, seeds=[0] * len(masks), chunk=1, mean=True)
-    return {name: float(loss) for name, loss in zip(masks, losses)}
+    losses, p_correct = (
+        pruner.evaluator.run(stacked, data, measure, seeds=[0] * len(masks), chunk=1, mean=True)
+        for measure in ("loss", "p_correct")
+    )
+    return {name: float(loss) for name, loss in zip(masks, losses)} | {
+        "p_correct": {name: float(p) for name, p in zip(masks, p_correct)}
+    }
