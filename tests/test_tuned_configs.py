@@ -163,3 +163,18 @@ def test_sweep_write_config_target_is_checked_before_the_sweep(capsys, tiny_mode
     (tmp_path / "tiny" / "pronoun-zero.yaml").mkdir(parents=True)
     argv = ["sweep", tiny_model_dir, "--task", "pronoun", "--ablation", "zero", "--config-dir", tmp_path]
     _fails_with_one_line(capsys, argv, "pronoun-zero.yaml exists and is not a file")
+
+
+def test_regime_reads_the_sweep_behind_each_tuned_config(swept):
+    from sparse_circuits.app.regime import tuned_sweeps
+
+    root, found = swept
+    got = tuned_sweeps(["tiny", "absent-model"], ["pronoun", "ioi"], "zero", root=root)
+    assert got["tiny"]["ioi"] is None and got["absent-model"] == {"pronoun": None, "ioi": None}
+    s = got["tiny"]["pronoun"]
+    assert (s["steps"], s["batch_size"], s["n_trials"]) == (3, 4, 2)
+    assert s["k_coef"] == found["best_params"]["k_coef"] and s["lr"] == found["best_params"]["lr"]
+    assert len(s["trials"]) == 2 and s["n_reached"] == sum(t["reached"] for t in s["trials"])
+    assert s["nodes_reached"] == sorted(t["nodes"] for t in s["trials"] if t["reached"])
+    if s["reached_target"]:
+        assert s["best_nodes"] == min(s["nodes_reached"])

@@ -116,8 +116,11 @@ def _repo_relative(path) -> str:
         return str(path)
 
 
-def tuned_sweeps(models: list[str], tasks: list[str], ablation: str) -> dict[str, dict[str, dict | None]]:
-    """{model: {task: the sweep behind its tuned config, or None where no config exists}}.
+def tuned_sweeps(
+    models: list[str], tasks: list[str], ablation: str, root: str | Path | None = None
+) -> dict[str, dict[str, dict | None]]:
+    """{model: {task: the sweep behind its tuned config, or None where no config exists}}, from ``root``
+    (default ``configs/pruning``).
 
     Each entry: the budget the sweep pruned at (steps, batch_size), the best values (k_coef, lr), the best
     circuit's node count and loss and whether it reached the target, the number of trials and of trials reaching
@@ -127,7 +130,7 @@ def tuned_sweeps(models: list[str], tasks: list[str], ablation: str) -> dict[str
     for m in models:
         out[m] = {}
         for t in tasks:
-            config = load_tuned_config(m, t, ablation)
+            config = load_tuned_config(m, t, ablation, root=root)
             if config is None:
                 out[m][t] = None
                 continue
