@@ -12,8 +12,9 @@ callers were calibrated with different (equally valid) conventions, and their re
   model (AbsTopK included). By default it is recorded on the batch each pass runs (the S-fold repeated prompts,
   as pruning trains); with ``scales_once`` once on the n prompts and repeated for every mask (generalization).
   Rows do not interact, so both give the same scales up to the rounding of differently sized matmuls.
-- ``chunk``: masks per forward pass (memory; ``masks_per_pass`` is the rule callers use); ``seeds``: one ablation seed per mask (resample draws each mask's
-  corpus rows from its seed, so a mask's values do not depend on which pass it lands in).
+- ``chunk``: masks per forward pass (memory; ``masks_per_pass`` is the rule callers use); ``seeds``: one ablation
+  seed per mask (resample draws each mask's corpus rows from its seed, so a mask's values do not depend on which
+  pass it lands in).
 """
 
 from __future__ import annotations
