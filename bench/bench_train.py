@@ -2,14 +2,15 @@
 
 For each (width, L0) configuration: a dense model (no AbsTopK, no projection) and a sparse one (AbsTopK at every
 node site, the projection at the target L0 every step) run the trainer's step (loss, backward, gradient RMS
-normalization, AdamW, projection) on random tokens. Every (configuration, kind, code) cell runs in its own
+normalization, AdamW, projection, and the new CSR snapshots where the trainer's sparse-execution rule runs a
+weight sparse: ``--execution``) on random tokens. Every (configuration, kind, code) cell runs in its own
 subprocess, so its peak RSS is its own; the baseline revision's code is extracted with ``git archive`` (no
 change to the working tree) and imported through PYTHONPATH, and baseline and current cells alternate so that
 load on the machine hits both alike. Achieved GFLOP/s counts 6 x (matmul parameters) per token plus attention,
 against a matmul peak measured in the same run.
 
     python bench/bench_train.py [--configs 256:16 512:32 1024:64] [--steps 6] [--rounds 2] [--baseline 78e1308]
-                                [--device cpu]
+                                [--device cpu] [--execution auto]
 
 With ``--device cuda`` the cells train on the GPU (timings synchronize the device; peak memory is
 ``torch.cuda.max_memory_allocated``) and the results go to bench/results/cuda/train.json; the baseline revision is
@@ -48,6 +49,7 @@ def flops_per_token(d: int, V: int, T: int, n_layer: int = 2, mlp_ratio: int = 4
 def worker(args) -> None:
     """One cell: time ``args.steps`` training steps after one warm-up; print one JSON line."""
     import sparse_circuits
+    from sparse_circuits.model import sparse_exec
     from sparse_circuits.model.gpt import NODE_SITES, ModelConfig, SparseGPT
     from sparse_circuits.model.inference import lm_loss
     from sparse_circuits.training import trainer
@@ -65,6 +67,11 @@ def worker(args) -> None:
     else:  # the baseline's trainer built plain AdamW
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=0.1, weight_decay=0.1)
     weights = list(model.sparsifiable_weights().values())
+    execution = None  # the trainer's CSR forward and input gradients where its rule says so (absent in the baseline)
+    if sparse and hasattr(sparse_exec, "enable_sparse_training"):
+        for w, axis in weights:  # at the target L0 from the start, as the trainer after its anneal
+            project_(w.data, 1 / args.inv_l0, axis)
+        execution = sparse_exec.enable_sparse_training(model, args.batch_size * args.n_ctx, args.execution)
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randint(args.vocab, (args.batch_size, args.n_ctx + 1), generator=gen).to(device) for _ in range(2)]
 
@@ -77,6 +84,8 @@ def worker(args) -> None:
         if sparse:
             for w, axis in weights:
                 project_(w.data, 1 / args.inv_l0, axis)
+            if execution is not None:
+                execution.refresh()
 
     step(batches[0])  # warm-up
     times = []
@@ -97,6 +106,7 @@ def run_cell(lib: Path, d: int, inv_l0: int, kind: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--d", str(d), "--inv-l0", str(inv_l0), "--kind", kind]
     cmd += ["--steps", str(STEPS_AT_WIDTH.get(d, args.steps)), "--batch-size", str(args.batch_size)]
     cmd += ["--n-ctx", str(args.n_ctx), "--vocab", str(args.vocab), "--device", args.device]
+    cmd += ["--execution", args.execution]
     env = {**os.environ, "PYTHONPATH": str(lib)}
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
@@ -132,6 +142,12 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=2048)
     p.add_argument("--baseline", default="78e1308", help="git revision whose code is the baseline")
     p.add_argument("--device", default="cpu", help="cpu or cuda (results of a CUDA run go to bench/results/cuda/)")
+    p.add_argument(
+        "--execution",
+        default="auto",
+        choices=("auto", "dense", "sparse"),
+        help="the sparse cells' matmuls (trainer's rule)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--d", type=int, help=argparse.SUPPRESS)
     p.add_argument("--inv-l0", type=int, help=argparse.SUPPRESS)

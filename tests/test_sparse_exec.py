@@ -234,3 +234,20 @@ def test_inference_accepts_an_execution_mode(pruning_setup):
     dense = activation_density(model, tok, n_batches=1, batch_size=4, execution="dense")
     sparse = activation_density(model, tok, n_batches=1, batch_size=4, execution="sparse")
     assert all(sparse[site] == pytest.approx(dense[site], abs=1e-3) for site in dense)
+
+
+def test_sparse_training_refuses_a_stale_snapshot(device):
+    torch.manual_seed(0)
+    model = SparseGPT(ModelConfig(vocab_size=50, n_layer=1, d_model=16, n_ctx=8)).to(device)
+    handle = sparse_exec.enable_sparse_training(model, rows=16, mode="sparse")
+    tokens = torch.randint(50, (2, 8), device=device)
+    before = model(tokens)
+    with torch.no_grad():
+        model.blocks[0].mlp.W_in.weight.mul_(2.0)  # an update without refresh()
+    with pytest.raises(RuntimeError, match=r"blocks\.0\.mlp\.W_in\.weight changed since its CSR snapshot"):
+        model(tokens)
+    handle.refresh()
+    model(tokens)
+    handle.restore()
+    assert not handle.swapped
+    assert model(tokens).shape == before.shape

@@ -123,3 +123,34 @@ def test_training_never_overwrites_a_finished_model(tmp_path):
     with pytest.raises(FileExistsError, match="already holds a trained model"):
         Trainer(tiny_run(steps=2), tmp_path / "m", "cpu").run(progress=False)
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+
+
+def test_sparse_training_equals_dense_training(tmp_path):
+    """CSR forward and input gradients (dense weight gradients) train the same model as dense matmuls."""
+    runs = {}
+    for mode in ("dense", "sparse"):
+        trainer = Trainer(tiny_run(l0=0.25), tmp_path / mode, "cpu", execution=mode)
+        assert bool(trainer.execution.swapped) == (mode == "sparse")
+        trainer.run(progress=False)
+        runs[mode] = ckpt.load_model(tmp_path / mode)[0].state_dict(), _strip_time(_files(tmp_path / mode)[1])
+    (w_dense, m_dense), (w_sparse, m_sparse) = runs["dense"], runs["sparse"]
+    for name, w in w_dense.items():
+        torch.testing.assert_close(w_sparse[name], w, rtol=1e-4, atol=1e-5, msg=name)
+    for a, b in zip(m_dense, m_sparse, strict=True):
+        assert a.keys() == b.keys()
+        for key in ("loss", "val_loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
+
+
+def test_sparse_training_resumes_bitwise(tmp_path, monkeypatch):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    Trainer(tiny_run(l0=0.25), full, "cpu", execution="sparse").run(progress=False)
+    trainer = Trainer(tiny_run(l0=0.25), killed, "cpu", execution="sparse")
+    trainer.run(stop_after=3, progress=False)  # a checkpoint at step 3, as after a kill
+    Trainer(tiny_run(l0=0.25), killed, "cpu", execution="sparse").run(progress=False)
+    assert _files(full)[0] == _files(killed)[0]
+
+
+def test_auto_execution_keeps_narrow_models_dense(tmp_path):
+    assert not Trainer(tiny_run(), tmp_path, "cpu").execution.swapped

@@ -25,6 +25,7 @@ from ..circuits.circuit import Circuit
 from ..core import storage
 from ..core.config import add_config_arguments, config_fields, given_arguments
 from ..core.device import default_device
+from ..model import sparse_exec
 from ..model.inference import load, model_info, sample
 from ..model.reference import DRORI_PATHS, FORMATS, import_model
 from ..pruning.pruner import ADVERSARY_LOSSES, OBJECTIVES, STOCHASTIC_Z, PruneConfig, prune
@@ -87,7 +88,7 @@ def _circuit_summary(circuit: Circuit, *meta: str) -> dict:
 def cmd_train(args) -> int:
     run = RunConfig.load(args.config)
     run.train = dataclasses.replace(run.train, **given_arguments(args, TrainConfig))
-    res = Trainer(run, args.out, _device(args.device)).run(progress=not args.quiet)
+    res = Trainer(run, args.out, _device(args.device), execution=args.execution).run(progress=not args.quiet)
     print(json.dumps(res))
     return 0
 
@@ -297,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model directory to write (resumes if it holds a checkpoint)")
     t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--execution",
+        choices=sparse_exec.MODES,
+        default="auto",
+        help="sparse matmuls for the sparsified weights: auto (where the measured rule says they pay), dense, sparse",
+    )
     overrides = t.add_argument_group("overrides of the config file's train section")
     add_config_arguments(overrides, TrainConfig, keep_unset=True)
     t.set_defaults(fn=cmd_train)

@@ -17,7 +17,9 @@ never a timing at run time, so that a run gives bitwise the same numbers every t
 Sparse and dense agree at fp32 tolerance, not bitwise (the sums run in another order). With "auto" the shipped
 models (d_model <= 256, L0 >= 0.2) stay dense, so their results are bitwise those of the plain model. The
 embedding is a row lookup, already as cheap as sparse, so only the Linear layers (attention, MLP, unembedding)
-take part. ``sparse_linear`` is the variant with a dense weight gradient, for training.
+take part. ``sparse_linear`` is the variant with a dense weight gradient, for training: ``enable_sparse_training``
+swaps it into the Linears the same rule picks at the current L0, through CSR snapshots the trainer renews after
+every step (the projection changes the weights every step, so nothing there can be taken once).
 """
 
 from __future__ import annotations
@@ -276,6 +278,77 @@ def enable_sparse_execution(model: nn.Module, mode: str = "auto") -> SparseExecu
             "run dense",
             stacklevel=2,
         )
+    return handle
+
+
+@dataclass
+class SparseTraining(SparseExecution):
+    """Handle of weight-sparse training's swapped forwards: the Linears the rule may run sparse go through a CSR
+    snapshot of their weight (``sparse_linear``: sparse forward and input gradient, dense weight gradient).
+
+    The weights change every step, so the snapshots are the caller's to renew: ``refresh()`` after every change
+    (optimizer step and projection, checkpoint load). A forward through a snapshot older than its weight's last
+    in-place update is an error, never a silent use of old weights.
+    """
+
+    rows: int = 0
+    """Input rows per call that the rule is asked about at ``refresh()`` (batch x context)."""
+    snapshots: dict[str, tuple[SparseWeight | None, int]] = field(default_factory=dict)
+    """Per swapped Linear: its CSR snapshot (None: dense at the current density) and the weight's version then."""
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Take each weight's CSR snapshot where the rule says sparse at its current density (the L0 anneals)."""
+        for name, module in self.swapped.items():
+            w = module.weight
+            share = int(torch.count_nonzero(w)) / max(1, w.numel())  # not ``density``: projections skip _version
+            sparse = self.mode == "sparse" or use_sparse(share, tuple(w.shape), self.rows, w.device)
+            self.snapshots[name] = (SparseWeight.of(w) if sparse else None, w._version)
+
+
+def _training_forward(name: str, module: nn.Linear, handle: SparseTraining):
+    """A Linear forward through ``handle``'s snapshot of its weight where there is one; x [..., in] -> [..., out]."""
+    weight = module.weight
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        sw, version = handle.snapshots.get(name, (None, None))
+        rows = x.numel() // max(1, x.shape[-1])
+        dense = sw is None or x.dtype != weight.dtype or torch.is_autocast_enabled(x.device.type)
+        if dense or (handle.mode == "auto" and not use_sparse(sw.density, tuple(weight.shape), rows, x.device)):
+            return F.linear(x, weight, module.bias)
+        if weight._version != version:
+            raise RuntimeError(
+                f"sparse training: {name}.weight changed since its CSR snapshot; call refresh() after every update"
+            )
+        return sparse_linear(x, weight, module.bias, sw)
+
+    return forward
+
+
+def enable_sparse_training(model: nn.Module, rows: int, mode: str = "auto") -> SparseTraining:
+    """Swap the forward of each sparsified Linear of a model in training for one through a CSR snapshot of its
+    weight, taken by ``refresh()`` (called here once). mode: "auto" (``use_sparse`` at the weight's current
+    density for ``rows`` input rows: the dense start of the L0 anneal runs dense), "dense" (nothing changes) or
+    "sparse" (every sparsified Linear). Sparse and dense agree at fp32 tolerance; the weight gradient is dense
+    either way. Unsupported device or dtype: dense, with one warning for "sparse"."""
+    if mode not in MODES:
+        raise ValueError(f"unknown sparse execution mode {mode!r}; allowed: {list(MODES)}")
+    handle = SparseTraining(mode, rows=rows)
+    if mode == "dense":
+        return handle
+    unsupported = []
+    for name, module in sparse_linears(model).items():
+        w = module.weight
+        if not sparse_supported(w.device, w.dtype):
+            unsupported.append(f"{name} ({w.dtype} on {w.device})")
+        elif mode == "sparse" or use_sparse(0.0, tuple(w.shape), rows, w.device):  # sparse at some density
+            handle._before.append((module, module.__dict__.get("forward")))
+            module.forward = _training_forward(name, module, handle)
+            handle.swapped[name] = module
+    if unsupported and mode == "sparse":
+        more = len(unsupported) - 1
+        warnings.warn(f"sparse training: no CSR matmul for {unsupported[0]} and {more} more: dense", stacklevel=2)
+    handle.refresh()
     return handle
 
 

@@ -26,6 +26,7 @@ from ..data.batches import BatchStream
 from ..data.sources import CorpusConfig, iter_texts
 from ..data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from ..model import checkpoint as ckpt
+from ..model import sparse_exec
 from ..model.gpt import ModelConfig, SparseGPT
 from ..model.inference import evaluate_lm, lm_loss, nonzero_fraction
 from . import distributed
@@ -160,7 +161,16 @@ class Trainer:
 
     CKPT = "checkpoint"
 
-    def __init__(self, run: RunConfig, out_dir: str | Path, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        run: RunConfig,
+        out_dir: str | Path,
+        device: str | torch.device | None = None,
+        execution: str = "auto",
+    ) -> None:
+        """execution: how the sparsified Linears multiply (``model.sparse_exec``): "auto" (CSR forward and input
+        gradient where the measured rule says it pays at the current L0; the shipped narrow models stay dense),
+        "dense" or "sparse". The weight gradient is dense either way; bf16 autocast always runs dense."""
         self.run_cfg, self.cfg = run, run.train
         self.out = Path(out_dir)
         self._refuse_finished_model()
@@ -190,6 +200,9 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
         self.bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else self.device.type == "cuda"
         self.sparse = self.model.sparsifiable_weights()
+        self.execution = sparse_exec.enable_sparse_training(
+            self.model, len(range(self.cfg.batch_size)[self.rows]) * mcfg.n_ctx, "dense" if self.bf16 else execution
+        )
         self.opt = make_optimizer(self.model.parameters(), self.cfg, self.device)
         self.train_stream = BatchStream(run.corpus, self.tokenizer, mcfg.n_ctx, self.cfg.batch_size, "train")
         self.val_stream = BatchStream(run.corpus, self.tokenizer, mcfg.n_ctx, self.cfg.batch_size, "val")
@@ -219,6 +232,7 @@ class Trainer:
         self.opt.step()
         for w, axis in self.sparse.values():
             project_(w.data, l0, axis, self.cfg.min_per_neuron)
+        self.execution.refresh()  # the next forward multiplies by the projected weights
         self.tokens += batch.shape[0] * (batch.shape[1] - 1)
         return {
             "step": step + 1,
@@ -306,6 +320,7 @@ class Trainer:
             on = self.device if field_ != "step" or self.opt.defaults.get("fused") else "cpu"
             self.opt.state[p][field_] = (val.reshape(()) if field_ == "step" else val).to(on)
         self.step, self.tokens = state["step"], state["tokens"]
+        self.execution.refresh()
         return True
 
     def _metrics_append(self, rec: dict) -> None:
@@ -381,6 +396,6 @@ class Trainer:
         return {"finished": True, **config["results"]}
 
 
-def train(run: RunConfig, out_dir: str | Path, device=None, progress: bool = True) -> dict:
-    """Train (or resume) the run into ``out_dir``; returns final results."""
-    return Trainer(run, out_dir, device).run(progress=progress)
+def train(run: RunConfig, out_dir: str | Path, device=None, progress: bool = True, execution: str = "auto") -> dict:
+    """Train (or resume) the run into ``out_dir``; returns final results (``execution``: see ``Trainer``)."""
+    return Trainer(run, out_dir, device, execution).run(progress=progress)
