@@ -30,9 +30,11 @@ test: setup
 unit: setup
 	$(PY) -m pytest -q tests
 
-# Trains any model of configs/ that data/models/ lacks, then runs every notebook at full scale.
+# Trains any model of configs/ that data/models/ lacks, then runs every notebook at full scale, JOBS at a time
+# (notebooks 04-14 use one thread each and read no other notebook's output; JOBS=1 runs them one by one).
+JOBS ?= 2
 figures: setup models
-	$(PY) -m sparse_circuits.app.notebooks full
+	$(PY) -m sparse_circuits.app.notebooks full --jobs $(JOBS)
 
 models: setup
 	@for cfg in $(CONFIGS); do \

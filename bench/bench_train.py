@@ -49,7 +49,6 @@ def flops_per_token(d: int, V: int, T: int, n_layer: int = 2, mlp_ratio: int = 4
 def worker(args) -> None:
     """One cell: time ``args.steps`` training steps after one warm-up; print one JSON line."""
     import sparse_circuits
-    from sparse_circuits.model import sparse_exec
     from sparse_circuits.model.gpt import NODE_SITES, ModelConfig, SparseGPT
     from sparse_circuits.model.inference import lm_loss
     from sparse_circuits.training import trainer
@@ -68,6 +67,10 @@ def worker(args) -> None:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=0.1, weight_decay=0.1)
     weights = list(model.sparsifiable_weights().values())
     execution = None  # the trainer's CSR forward and input gradients where its rule says so (absent in the baseline)
+    try:
+        from sparse_circuits.model import sparse_exec
+    except ImportError:
+        sparse_exec = None
     if sparse and hasattr(sparse_exec, "enable_sparse_training"):
         for w, axis in weights:  # at the target L0 from the start, as the trainer after its anneal
             project_(w.data, 1 / args.inv_l0, axis)

@@ -5,6 +5,11 @@
 - full: each notebook with ``profile="full"`` into runs/full/; figures and numbers land in figures/; wall
   times are recorded in figures/results/timings.json and the README's results section is regenerated.
 
+``--jobs N`` runs up to N notebooks at once, each in its own kernel, longest first (by the recorded full-scale
+times). Notebooks 04-14 fix torch to one thread, and no notebook reads another's output, so on a 2-core machine two
+jobs do twice the work with the same results; a full run with jobs > 1 also records its total wall time in
+figures/results/figures_run.json. Each notebook's own time is then measured beside another one.
+
 Kernels run with ``core.progress.TEXT_PROGRESS_ENV`` set, so progress bars are saved as text in the executed
 notebooks (a widget bar would be saved empty).
 """
@@ -41,28 +46,65 @@ def notebook_paths(names: list[str] | None = None):
     return paths
 
 
-def execute(profile: str, names: list[str] | None = None) -> dict[str, float]:
+def execute_one(profile: str, nb, out_dir) -> float:
+    """Run one notebook through papermill into ``out_dir`` (in its own folder); returns its wall time in seconds."""
     import papermill
 
+    os.environ.update(kernel_env())  # papermill starts the kernel with this process's environment
+    t0 = time.perf_counter()
+    papermill.execute_notebook(
+        str(nb),
+        str(out_dir / nb.name),
+        parameters={"profile": profile},
+        kernel_name=KERNEL,
+        cwd=str(nb.parent),
+        progress_bar=False,
+    )
+    return round(time.perf_counter() - t0, 1)
+
+
+def longest_first(paths: list) -> list:
+    """The notebooks by their recorded full-scale wall time, longest first (unrecorded ones first of all), so
+    that a pool of jobs does not end with one long notebook running alone."""
+    path = results_dir("full") / "timings.json"
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    return sorted(paths, key=lambda nb: -recorded.get(nb.stem, float("inf")))
+
+
+def execute(profile: str, names: list[str] | None = None, jobs: int = 1) -> dict[str, float]:
+    """Run the notebooks (all, or those named), ``jobs`` at a time; returns each one's wall time in seconds.
+    The first failure stops the run: notebooks not yet started are cancelled, and its error is raised."""
     check_profile(profile)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     out_dir = RUNS_DIR / profile
     out_dir.mkdir(parents=True, exist_ok=True)
+    paths = notebook_paths(names)
     timings = {}
-    os.environ.update(kernel_env())  # papermill starts each kernel with this process's environment
-    for nb in notebook_paths(names):
-        print(f"[{profile}] {nb.name}", flush=True)
-        t0 = time.perf_counter()
-        papermill.execute_notebook(
-            str(nb),
-            str(out_dir / nb.name),
-            parameters={"profile": profile},
-            kernel_name=KERNEL,
-            cwd=str(NOTEBOOKS_DIR),
-            progress_bar=False,
-        )
-        timings[nb.stem] = round(time.perf_counter() - t0, 1)
-        print(f"[{profile}] {nb.name}: {timings[nb.stem]} s", flush=True)
-    return timings
+    if jobs == 1:
+        for nb in paths:
+            print(f"[{profile}] {nb.name}", flush=True)
+            timings[nb.stem] = execute_one(profile, nb, out_dir)
+            print(f"[{profile}] {nb.name}: {timings[nb.stem]} s", flush=True)
+        return timings
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        pending = {}
+        for nb in longest_first(paths):
+            pending[pool.submit(execute_one, profile, nb, out_dir)] = nb
+        print(f"[{profile}] {len(paths)} notebooks, {jobs} at a time", flush=True)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                nb = pending.pop(future)
+                if future.exception() is not None:
+                    pool.shutdown(cancel_futures=True)
+                    raise future.exception()
+                timings[nb.stem] = future.result()
+                print(f"[{profile}] {nb.name}: {timings[nb.stem]} s", flush=True)
+    return {nb.stem: timings[nb.stem] for nb in paths}
 
 
 def nbval(profile: str, names: list[str] | None = None) -> int:
@@ -94,16 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("profile", choices=["smoke", "full"])
     p.add_argument("names", nargs="*", help="notebook names or numbers (default: all)")
     p.add_argument("--no-nbval", action="store_true", help="smoke: skip the nbval re-execution")
+    p.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
     args = p.parse_args(argv)
     if not notebook_paths(args.names):
         print(f"no notebooks in {NOTEBOOKS_DIR}")
         return 0
-    timings = execute(args.profile, args.names)
+    t0 = time.perf_counter()
+    timings = execute(args.profile, args.names, args.jobs)
     if args.profile == "full":
         path = results_dir("full") / "timings.json"
         old = json.loads(path.read_text()) if path.exists() else {}
         old.update(timings)
         path.write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+        if args.jobs > 1:
+            run = {"jobs": args.jobs, "notebooks": sorted(timings), "wall_s": round(time.perf_counter() - t0, 1)}
+            (results_dir("full") / "figures_run.json").write_text(json.dumps(run, indent=2) + "\n")
         update_readme()
         return 0
     if args.no_nbval:

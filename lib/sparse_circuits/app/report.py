@@ -83,7 +83,7 @@ def claims_table() -> list[str]:
     also says whether the verdict changed against the narrow models' row of the same id."""
     claims = []
     for path in sorted((FIGURES_DIR / "results").glob("*.json")):
-        if path.name == "timings.json":
+        if path.name in ("timings.json", "figures_run.json"):
             continue
         claims += json.loads(path.read_text()).get("claims", [])
     if not claims:
@@ -118,12 +118,19 @@ def timings_table() -> list[str]:
     if not path.exists():
         return []
     t = json.loads(path.read_text())
-    return [
-        "",
+    line = (
         "Notebook wall times at full scale (2 CPU cores): "
         + ", ".join(f"`{k}` {v:.0f} s" for k, v in sorted(t.items()))
-        + f"; total {sum(t.values()) / 60:.1f} min.",
-    ]
+        + f"; total {sum(t.values()) / 60:.1f} min."
+    )
+    run_path = FIGURES_DIR / "results" / "figures_run.json"
+    if run_path.exists():
+        run = json.loads(run_path.read_text())
+        line += (
+            f" The last full run of {len(run['notebooks'])} notebooks, {run['jobs']} at a time (each timed beside"
+            f" another), took {run['wall_s'] / 60:.1f} min of wall time."
+        )
+    return ["", line]
 
 
 def results_markdown() -> str:
