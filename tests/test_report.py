@@ -40,7 +40,9 @@ def test_update_readme_rewrites_only_between_markers(tmp_path, monkeypatch):
     run = {"jobs": 2, "notebooks": ["00_quickstart"], "wall_s": 90.0}
     (figs / "results" / "figures_run.json").write_text(json.dumps(run))
     assert report.update_readme(readme)
-    assert "The last full run of 1 notebooks, 2 at a time (each timed beside another), took 1.5 min" in readme.read_text()
+    assert (
+        "The last full run of 1 notebooks, 2 at a time (each timed beside another), took 1.5 min" in readme.read_text()
+    )
     assert "| C1 |" in readme.read_text()  # the run record holds no claims and breaks none
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="lacks the markers"):
