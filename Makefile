@@ -30,8 +30,8 @@ test: setup
 unit: setup
 	$(PY) -m pytest -q tests
 
-# Trains any model of configs/ that data/models/ lacks, then runs every notebook at full scale, JOBS at a time
-# (notebooks 04-14 use one thread each and read no other notebook's output; JOBS=1 runs them one by one).
+# Trains any model of configs/ that data/models/ lacks, then runs every notebook at full scale: those using every
+# core alone, the single-threaded ones (04-14; none reads another's output) JOBS at a time; JOBS=1: one by one.
 JOBS ?= 2
 figures: setup models
 	$(PY) -m sparse_circuits.app.notebooks full --jobs $(JOBS)

@@ -28,7 +28,7 @@ def _refuse(what):
     return fail
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _worker(rank: int, world: int, port: int, out: str, execution: str = "auto") -> None:
     os.environ.update(
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
@@ -38,7 +38,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             setattr(Trainer, name, _refuse(name))
         trainer_module.save_tokenizer = _refuse("tokenizer")
         trainer_module.storage.output_lock = _refuse("lock")
-    trainer = Trainer(tiny_run(), out, "cpu")
+    trainer = Trainer(tiny_run(), out, "cpu", execution=execution)
     real_step = trainer.train_step
 
     def dying_step(step):
@@ -52,14 +52,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         raise AssertionError("the simulated kill did not happen")
     except KeyboardInterrupt:
         pass
-    Trainer(tiny_run(), out, "cpu").run(progress=False)  # a restarted job resumes from the checkpoint
+    Trainer(tiny_run(), out, "cpu", execution=execution).run(progress=False)  # a restarted job resumes
     dist.destroy_process_group()
 
 
-def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
+@pytest.mark.parametrize("execution", ["auto", "sparse"])  # the tiny model runs dense under auto
+def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path, execution):
     one, two = tmp_path / "one", tmp_path / "two"
-    Trainer(tiny_run(), one, "cpu").run(progress=False)
-    mp.spawn(_worker, args=(2, _free_port(), str(two)), nprocs=2, join=True)
+    Trainer(tiny_run(), one, "cpu", execution=execution).run(progress=False)
+    mp.spawn(_worker, args=(2, _free_port(), str(two), execution), nprocs=2, join=True)
     m1, c1 = ckpt.load_model(one)
     m2, c2 = ckpt.load_model(two)
     for (name, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):

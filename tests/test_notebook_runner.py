@@ -7,9 +7,9 @@ import pytest
 from sparse_circuits.app import notebooks
 
 
-def _notebook(path, body: str) -> None:
+def _notebook(path, body: str, threads: int | None = 1) -> None:
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = "full"')
+    params = nbformat.v4.new_code_cell('profile = "full"' + ("" if threads is None else f"\nthreads = {threads}"))
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": notebooks.KERNEL, "display_name": "Python 3", "language": "python"}
@@ -26,8 +26,9 @@ def fake_notebooks(tmp_path, monkeypatch):
 
 
 def test_two_jobs_run_every_notebook_with_its_parameters(fake_notebooks, tmp_path):
-    for name in ("00_a", "01_b", "02_c"):
-        _notebook(fake_notebooks / f"{name}.ipynb", f"open('{name}.txt', 'w').write(profile)")
+    for name, threads in (("00_a", None), ("01_b", 1), ("02_c", 1)):
+        _notebook(fake_notebooks / f"{name}.ipynb", f"open('{name}.txt', 'w').write(profile)", threads)
+    assert [notebooks.single_threaded(p) for p in sorted(fake_notebooks.glob("*.ipynb"))] == [False, True, True]
     timings = notebooks.execute("smoke", jobs=2)
     assert list(timings) == ["00_a", "01_b", "02_c"] and all(t > 0 for t in timings.values())
     for name in timings:  # each ran in the notebooks' folder, with the profile injected

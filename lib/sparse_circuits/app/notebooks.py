@@ -5,10 +5,12 @@
 - full: each notebook with ``profile="full"`` into runs/full/; figures and numbers land in figures/; wall
   times are recorded in figures/results/timings.json and the README's results section is regenerated.
 
-``--jobs N`` runs up to N notebooks at once, each in its own kernel, longest first (by the recorded full-scale
-times). Notebooks 04-14 fix torch to one thread, and no notebook reads another's output, so on a 2-core machine two
-jobs do twice the work with the same results; a full run with jobs > 1 also records its total wall time in
-figures/results/figures_run.json. Each notebook's own time is then measured beside another one.
+``--jobs N`` runs the notebooks that use every core (00-03) one by one, then the single-threaded ones (04-14 fix
+torch to one thread) up to N at once, each in its own kernel, longest first (by the recorded full-scale times). No
+notebook reads another's results (the circuit cache that 08 and 09 share is keyed by everything a circuit depends
+on and written atomically), so on a 2-core machine two jobs do twice the work with the same results; a full
+run with jobs > 1 also records its total wall time in figures/results/figures_run.json. Each single-threaded
+notebook's own time is then measured beside another one.
 
 Kernels run with ``core.progress.TEXT_PROGRESS_ENV`` set, so progress bars are saved as text in the executed
 notebooks (a widget bar would be saved empty).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -71,32 +74,54 @@ def longest_first(paths: list) -> list:
     return sorted(paths, key=lambda nb: -recorded.get(nb.stem, float("inf")))
 
 
+def single_threaded(nb) -> bool:
+    """Whether the notebook pins torch to one thread (``threads = 1`` in its parameters cell): only such notebooks
+    share the machine with others; one that uses every core would fight them for the cores (and its matmul threads
+    would wait on each other), so it runs alone."""
+    import nbformat
+
+    cells = nbformat.read(nb, as_version=4).cells
+    params = [c.source for c in cells if "parameters" in c.metadata.get("tags", [])]
+    return any(re.search(r"^threads\s*=\s*1\b", src, re.MULTILINE) for src in params)
+
+
 def execute(profile: str, names: list[str] | None = None, jobs: int = 1) -> dict[str, float]:
     """Run the notebooks (all, or those named), ``jobs`` at a time; returns each one's wall time in seconds.
-    The first failure stops the run: notebooks not yet started are cancelled, and its error is raised."""
+
+    With jobs > 1 the notebooks that use every core run first, one by one, then the single-threaded ones
+    (``single_threaded``) ``jobs`` at a time, longest first. The first failure stops the run: notebooks not yet
+    started are cancelled, and its error is raised."""
     check_profile(profile)
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     out_dir = RUNS_DIR / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = notebook_paths(names)
+    shared = [nb for nb in paths if single_threaded(nb)] if jobs > 1 else []
     timings = {}
-    if jobs == 1:
-        for nb in paths:
+    for nb in paths:
+        if nb not in shared:
             print(f"[{profile}] {nb.name}", flush=True)
             timings[nb.stem] = execute_one(profile, nb, out_dir)
             print(f"[{profile}] {nb.name}: {timings[nb.stem]} s", flush=True)
-        return timings
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    if shared:
+        timings.update(_execute_pool(profile, shared, jobs, out_dir))
+    return {nb.stem: timings[nb.stem] for nb in paths}
+
+
+def _execute_pool(profile: str, paths: list, jobs: int, out_dir) -> dict[str, float]:
+    """The notebooks ``jobs`` at a time, longest first, each in a process of its own."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
+    timings = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         pending = {}
         for nb in longest_first(paths):
             pending[pool.submit(execute_one, profile, nb, out_dir)] = nb
-        print(f"[{profile}] {len(paths)} notebooks, {jobs} at a time", flush=True)
+        print(f"[{profile}] {len(paths)} single-threaded notebooks, {jobs} at a time", flush=True)
         while pending:
-            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 nb = pending.pop(future)
                 if future.exception() is not None:
@@ -104,7 +129,7 @@ def execute(profile: str, names: list[str] | None = None, jobs: int = 1) -> dict
                     raise future.exception()
                 timings[nb.stem] = future.result()
                 print(f"[{profile}] {nb.name}: {timings[nb.stem]} s", flush=True)
-    return {nb.stem: timings[nb.stem] for nb in paths}
+    return timings
 
 
 def nbval(profile: str, names: list[str] | None = None) -> int:
