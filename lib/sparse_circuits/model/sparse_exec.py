@@ -255,28 +255,42 @@ def enable_sparse_execution(model: nn.Module, mode: str = "auto") -> SparseExecu
     Linear, whatever its density; a weight that requires grad while grad is enabled is an error). Where CSR
     matmuls are unsupported (``sparse_supported``) "sparse" falls back to dense with one warning.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown sparse execution mode {mode!r}; allowed: {list(MODES)}")
-    handle = SparseExecution(mode)
-    if mode == "dense":
+
+    def picks(w: torch.Tensor) -> bool:  # "auto": a weight the rule runs dense at every batch size stays untouched
+        return use_sparse(density(w), tuple(w.shape), 2**62, w.device)
+
+    return _swap_forwards(
+        model,
+        SparseExecution(mode),
+        picks,
+        lambda name, module: _forward(name, module, packed(module.weight), forced=mode == "sparse"),
+        "sparse execution",
+    )
+
+
+def _swap_forwards(model: nn.Module, handle: SparseExecution, picks, make_forward, what: str) -> SparseExecution:
+    """In ``handle.mode`` "auto" or "sparse", give each sparsified Linear whose weight ``picks`` selects (every one
+    for "sparse") the forward ``make_forward(name, module)``, recorded in ``handle``; "dense" changes nothing.
+    Where CSR matmuls are unsupported (``sparse_supported``) the Linear stays dense, with one warning for
+    "sparse"."""
+    if handle.mode not in MODES:
+        raise ValueError(f"unknown sparse execution mode {handle.mode!r}; allowed: {list(MODES)}")
+    if handle.mode == "dense":
         return handle
     unsupported = []
     for name, module in sparse_linears(model).items():
         w = module.weight
         if not sparse_supported(w.device, w.dtype):
             unsupported.append((name, w.dtype, w.device))
-            continue
-        if mode == "auto" and not use_sparse(density(w), tuple(w.shape), 2**62, w.device):
-            continue  # the rule picks sparse for no batch, however large: leave the module as it is
-        handle._before.append((module, module.__dict__.get("forward")))
-        module.forward = _forward(name, module, packed(w), forced=mode == "sparse")
-        handle.swapped[name] = module
-    if unsupported and mode == "sparse":
+        elif handle.mode == "sparse" or picks(w):
+            handle._before.append((module, module.__dict__.get("forward")))
+            module.forward = make_forward(name, module)
+            handle.swapped[name] = module
+    if unsupported and handle.mode == "sparse":
         name, dtype, device = unsupported[0]
         warnings.warn(
-            f"sparse execution: no CSR matmul for {dtype} on {device}: {len(unsupported)} Linear layers ({name}, ...) "
-            "run dense",
-            stacklevel=2,
+            f"{what}: no CSR matmul for {dtype} on {device}: {len(unsupported)} Linear layers ({name}, ...) run dense",
+            stacklevel=3,
         )
     return handle
 
@@ -331,23 +345,15 @@ def enable_sparse_training(model: nn.Module, rows: int, mode: str = "auto") -> S
     density for ``rows`` input rows: the dense start of the L0 anneal runs dense), "dense" (nothing changes) or
     "sparse" (every sparsified Linear). Sparse and dense agree at fp32 tolerance; the weight gradient is dense
     either way. Unsupported device or dtype: dense, with one warning for "sparse"."""
-    if mode not in MODES:
-        raise ValueError(f"unknown sparse execution mode {mode!r}; allowed: {list(MODES)}")
     handle = SparseTraining(mode, rows=rows)
-    if mode == "dense":
-        return handle
-    unsupported = []
-    for name, module in sparse_linears(model).items():
-        w = module.weight
-        if not sparse_supported(w.device, w.dtype):
-            unsupported.append(f"{name} ({w.dtype} on {w.device})")
-        elif mode == "sparse" or use_sparse(0.0, tuple(w.shape), rows, w.device):  # sparse at some density
-            handle._before.append((module, module.__dict__.get("forward")))
-            module.forward = _training_forward(name, module, handle)
-            handle.swapped[name] = module
-    if unsupported and mode == "sparse":
-        more = len(unsupported) - 1
-        warnings.warn(f"sparse training: no CSR matmul for {unsupported[0]} and {more} more: dense", stacklevel=2)
+    # "auto" swaps every Linear that the rule runs sparse at some density (the snapshots decide per step)
+    _swap_forwards(
+        model,
+        handle,
+        lambda w: use_sparse(0.0, tuple(w.shape), rows, w.device),
+        lambda name, module: _training_forward(name, module, handle),
+        "sparse training",
+    )
     handle.refresh()
     return handle
 
