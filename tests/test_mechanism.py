@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import json  # noqa: E402
 import math  # noqa: E402
 
 import pytest  # noqa: E402
@@ -222,3 +223,28 @@ def test_plots_draw(setup):
     ]
     assert all(math.isfinite(f.get_figwidth()) for f in figs)
     plt.close("all")
+
+
+def test_over_circuits_equals_each_circuit_alone(setup):
+    model, tok, data, circuit, full = setup
+    pron = get_task("pronoun").data("test", tok, 8)
+    loaded = {"tiny": (model, tok, None)}
+    tests = {("tiny", "ioi"): data, ("tiny", "pronoun"): pron}
+    entries = {
+        "a": {"model": "tiny", "task": "ioi", "circuit": circuit, "test_ablation": None},
+        "b": {"model": "tiny", "task": "pronoun", "circuit": full, "test_ablation": None},
+    }
+    heads = mech.heads_of_circuits(entries, loaded, tests, sharp=0.6, near_uniform=0.8, name_focus=0.3)
+    roles, summaries = mech.roles_of_circuits(entries, loaded, tests, move=0.2, strong=-0.5, quiet=0.2)
+    for key, d, slot in (("a", data, "name_1"), ("b", pron, "name")):
+        c, slots = entries[key]["circuit"], mech.slot_positions(d, tok)
+        alone = mech.head_attention(model, c, d, None, slots, tok)
+        assert [(h["layer"], h["head"]) for h in heads[key]] == [(h["layer"], h["head"]) for h in alone]
+        for got, want in zip(heads[key], alone):
+            assert got["tv_mean"] == pytest.approx(want["tv_mean"])
+            flags = mech.head_flags(want, 0.6, 0.8, 0.3)  # the given thresholds, not the module's defaults
+            assert {k: got[k] for k in flags} == flags
+        r = mech.node_roles(model, c, d, None, slots, gender_slot=slot)
+        assert torch.equal(roles[key]["gender_flip"], r["gender_flip"])
+        same = lambda x: json.dumps(x, sort_keys=True)  # noqa: E731  (NaN == NaN as text)
+        assert same(summaries[key]) == same(mech.role_summary(r, 0.2, -0.5, quiet=0.2))

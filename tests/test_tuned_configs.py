@@ -178,3 +178,27 @@ def test_regime_reads_the_sweep_behind_each_tuned_config(swept):
     assert s["nodes_reached"] == sorted(t["nodes"] for t in s["trials"] if t["reached"])
     if s["reached_target"]:
         assert s["best_nodes"] == min(s["nodes_reached"])
+
+
+def test_regime_prunes_with_the_tuned_config_where_one_exists(swept, tiny_model_dir):
+    from sparse_circuits.app.regime import tuned_circuits
+    from sparse_circuits.model.inference import load
+    from sparse_circuits.tasks import get_task
+
+    root, found = swept
+    loaded = {"tiny": load(tiny_model_dir)}
+    tests = {("tiny", t): get_task(t).data("test", loaded["tiny"][1], 4) for t in ("pronoun", "ioi")}
+    fallback = PruneConfig(ablation="zero", steps=2, batch_size=2, eval_n=4, lr=5e-3, k_coef=2e-4)
+    entries, used = tuned_circuits(loaded, "tiny", ["pronoun", "ioi"], fallback, tests, {"steps": 2}, root=root)
+    assert list(entries) == ["tiny/pronoun/zero", "tiny/ioi/zero"]
+    pronoun, ioi = (entries[k]["circuit"].meta for k in entries)
+    # pronoun has a tuned config: its values, with the override on top; ioi has none: the fallback
+    assert used["pronoun"] == {"tuned": True, "steps": 2, "batch_size": 4, **found["best_params"]}
+    assert (pronoun["k_coef"], pronoun["lr"], pronoun["prune_config"]["steps"]) == (
+        found["best_params"]["k_coef"],
+        found["best_params"]["lr"],
+        2,
+    )
+    assert used["ioi"] == {"tuned": False, "steps": 2, "batch_size": 2, "k_coef": 2e-4, "lr": 5e-3}
+    assert (ioi["k_coef"], ioi["lr"]) == (2e-4, 5e-3)
+    assert all("summary" in e and "test_ablation" in e for e in entries.values())

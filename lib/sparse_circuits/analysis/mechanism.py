@@ -376,3 +376,53 @@ def summary_for_json(summary: dict, max_items: int = 20) -> dict:
             v = v[:max_items] if isinstance(v, list) else dict(list(v.items())[:max_items])
         out[k] = v
     return out
+
+
+# ------------------------------------------------------------------------------------- over circuits
+
+
+def heads_of_circuits(
+    entries: dict[str, dict],
+    loaded: dict,
+    tests: dict[tuple[str, str], TaskData],
+    sharp: float = SHARP,
+    near_uniform: float = NEAR_UNIFORM,
+    name_focus: float = NAME_FOCUS,
+) -> dict[str, list[dict]]:
+    """``head_attention`` with ``head_flags`` at the given thresholds, for every circuit of ``entries``.
+
+    ``entries`` maps circuit keys to dicts with "model", "task", "circuit" and "test_ablation" (as
+    ``app.experiments.prune_and_evaluate`` returns them); ``loaded`` maps model names to ``inference.load``
+    results; ``tests`` maps (model, task) to the held-out prompts read. Each circuit's name slots are its prompts'."""
+    heads = {}
+    for key, e in entries.items():
+        model, tok, _ = loaded[e["model"]]
+        test = tests[(e["model"], e["task"])]
+        hs = head_attention(model, e["circuit"], test, e["test_ablation"], slot_positions(test, tok), tok)
+        heads[key] = [{**h, **head_flags(h, sharp, near_uniform, name_focus)} for h in hs]
+    return heads
+
+
+def roles_of_circuits(
+    entries: dict[str, dict],
+    loaded: dict,
+    tests: dict[tuple[str, str], TaskData],
+    move: float = MOVE,
+    strong: float = -0.3,
+    quiet: float = QUIET,
+    include_eos: bool = False,
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """``node_roles`` and its ``role_summary`` for every circuit of ``entries`` (see ``heads_of_circuits``).
+
+    The gender is read at each task's first name slot in sorted order ("name", or "name_1": the answer's
+    referent in IOI). Returns ({key: roles}, {key: summary})."""
+    roles, summaries = {}, {}
+    for key, e in entries.items():
+        model, tok, _ = loaded[e["model"]]
+        test = tests[(e["model"], e["task"])]
+        slots = slot_positions(test, tok)
+        roles[key] = node_roles(
+            model, e["circuit"], test, e["test_ablation"], slots, gender_slot=sorted(slots)[0], include_eos=include_eos
+        )
+        summaries[key] = role_summary(roles[key], move, strong, quiet=quiet)
+    return roles, summaries

@@ -8,18 +8,22 @@
   per (model, task); ``faithful_study.size_cells`` turns them into dense / sparse ratios with bootstrap intervals.
 - ``tuned_sweeps``: what the Optuna sweeps behind the tuned pruning configs (``configs/pruning/``) found per
   (model, task): the best circuit's size and every trial, read from the config files (no pruning).
+- ``tuned_circuits``: one circuit per task, pruned with its tuned config (the papers' protocol), for the
+  walkthrough-style analyses (C3, and notebooks 08/09's D2 and D3) on the wide model.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.paths import REPO_ROOT, model_dir
 from ..pruning.pruner import PruneConfig, prune
-from ..pruning.tuned import load_tuned_config
-from ..tasks import evaluate, get_task
+from ..pruning.tuned import load_tuned_config, tuned_prune_config
+from ..tasks import TaskData, evaluate, get_task
+from .experiments import prune_and_evaluate
 from .report import training_cost
 
 # What the model must reach on the test split to count as solving the tasks (the regime issue's bars), fixed
@@ -106,6 +110,39 @@ def circuit_records(model_name: str, task: str, seeds: list[int], circuits: list
         }
         for seed, c in zip(seeds, circuits)
     ]
+
+
+def tuned_circuits(
+    loaded: dict,
+    model_name: str,
+    tasks: list[str],
+    fallback: PruneConfig,
+    tests: dict[tuple[str, str], TaskData],
+    overrides: dict | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    root: str | Path | None = None,
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """One circuit (``seed``) of ``model_name`` per task, pruned with the task's tuned config from ``root``
+    (default ``configs/pruning/``; for ``fallback.ablation`` and ``fallback.frozen_ln``), or with ``fallback`` where the task has none; ``overrides``
+    (e.g. the smoke profile's steps) apply on top of either.
+
+    Returns (``prune_and_evaluate``'s entries, {task: the config used: "tuned" (bool), "steps", "batch_size",
+    "k_coef", "lr"}), so every number shown can say which budget and hyperparameters it comes from."""
+    overrides = overrides or {}
+    entries, used = {}, {}
+    for t in tasks:
+        tuned = tuned_prune_config(model_name, t, fallback.ablation, fallback.frozen_ln, root, **overrides)
+        cfg = tuned or replace(fallback, **overrides)
+        entries.update(prune_and_evaluate({model_name: loaded[model_name]}, tests, [t], [cfg], seed, cache_dir))
+        used[t] = {
+            "tuned": tuned is not None,
+            "steps": cfg.steps,
+            "batch_size": cfg.batch_size,
+            "k_coef": cfg.k_coef,
+            "lr": cfg.lr,
+        }
+    return entries, used
 
 
 def _repo_relative(path) -> str:
