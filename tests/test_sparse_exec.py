@@ -251,3 +251,34 @@ def test_sparse_training_refuses_a_stale_snapshot(device):
     handle.restore()
     assert not handle.swapped
     assert model(tokens).shape == before.shape
+
+
+@pytest.mark.parametrize("grad_mode", ["grad", "no_grad", "inference"])
+def test_row_blocks_on_worker_threads_change_no_bit(grad_mode):
+    """csr_matmul spreads its row blocks over torch's thread count: bitwise the one-thread result, in every grad
+    mode (workers take the caller's mode, so nothing is recorded or refused there), with and without a bias."""
+    from sparse_circuits.model.sparse_exec import SPARSE_ROW_BLOCK, FrozenSparseLinear, csr_matmul
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(96, 80, generator=g) * (torch.rand(96, 80, generator=g) < 0.1)
+    sw, bias = SparseWeight.of(w), torch.randn(96, generator=g)
+    x = torch.randn(3 * SPARSE_ROW_BLOCK + 7, 80, generator=g)  # 4 blocks, the last one short
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = csr_matmul(sw.csr, x, bias), csr_matmul(sw.csr, x, None)
+        torch.set_num_threads(2)
+        mode = {"grad": torch.enable_grad(), "no_grad": torch.no_grad(), "inference": torch.inference_mode()}[grad_mode]
+        with mode:
+            xg = x.clone().requires_grad_(grad_mode == "grad")
+            two = csr_matmul(sw.csr, xg, bias), csr_matmul(sw.csr, xg, None)
+            assert not two[0].requires_grad
+            if grad_mode == "grad":  # the autograd function around it: input gradient through the threads too
+                y = FrozenSparseLinear.apply(xg, sw.csr, sw.csr_t, bias)
+                y.backward(torch.ones_like(y))
+                torch.set_num_threads(1)
+                assert torch.equal(xg.grad, csr_matmul(sw.csr_t, torch.ones_like(y), None))
+    finally:
+        torch.set_num_threads(n)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    torch.testing.assert_close(one[0], x @ w.t() + bias, rtol=1e-5, atol=1e-5)
