@@ -193,12 +193,35 @@ def test_regime_prunes_with_the_tuned_config_where_one_exists(swept, tiny_model_
     assert list(entries) == ["tiny/pronoun/zero", "tiny/ioi/zero"]
     pronoun, ioi = (entries[k]["circuit"].meta for k in entries)
     # pronoun has a tuned config: its values, with the override on top; ioi has none: the fallback
-    assert used["pronoun"] == {"tuned": True, "steps": 2, "batch_size": 4, **found["best_params"]}
+    assert used["pronoun"] == {"tuned": True, "seed": 0, "steps": 2, "batch_size": 4, **found["best_params"]}
     assert (pronoun["k_coef"], pronoun["lr"], pronoun["prune_config"]["steps"]) == (
         found["best_params"]["k_coef"],
         found["best_params"]["lr"],
         2,
     )
-    assert used["ioi"] == {"tuned": False, "steps": 2, "batch_size": 2, "k_coef": 2e-4, "lr": 5e-3}
+    assert used["ioi"] == {"tuned": False, "seed": 0, "steps": 2, "batch_size": 2, "k_coef": 2e-4, "lr": 5e-3}
     assert (ioi["k_coef"], ioi["lr"]) == (2e-4, 5e-3)
     assert all("summary" in e and "test_ablation" in e for e in entries.values())
+
+    # "best": the sweep's best trial's seed where a tuned config exists, 0 elsewhere
+    best = read_tuned_config(tuned_config_path("tiny", "pronoun", "zero", root=root)).sweep
+    entries, used = tuned_circuits(loaded, "tiny", ["pronoun", "ioi"], fallback, tests, {"steps": 2}, "best", root=root)
+    assert used["pronoun"]["seed"] == best.best_seed == best.seed * 100_000 + best.best_trial
+    assert entries["tiny/pronoun/zero"]["circuit"].meta["seed"] == best.best_seed and used["ioi"]["seed"] == 0
+    with pytest.raises(ValueError, match="seed must be an integer or 'best'"):
+        tuned_circuits(loaded, "tiny", ["pronoun"], fallback, tests, seed="worst", root=root)
+
+
+def test_sweep_trials_prune_with_their_recorded_seeds(tiny_model_dir):
+    """Each trial's pruning seed is sweep.trial_seed(seed, trial), which SweepRecord.best_seed relies on."""
+    from sparse_circuits.model.inference import load
+    from sparse_circuits.pruning.sweep import sweep, trial_seed
+    from sparse_circuits.tasks import get_task
+
+    model, tok, _ = load(tiny_model_dir)
+    cfg = PruneConfig(ablation="zero", steps=2, batch_size=2, eval_n=4, search_points=2)
+    best = sweep(
+        model, tok, get_task("pronoun"), cfg, n_trials=3, parallel=2, seed=7, progress=False, model_name="tiny"
+    )
+    trials = best.meta["sweep"]["trials"]
+    assert [t["seed"] for t in trials] == [trial_seed(7, t["trial"]) for t in trials] == [700_000, 700_001, 700_002]

@@ -119,24 +119,31 @@ def tuned_circuits(
     fallback: PruneConfig,
     tests: dict[tuple[str, str], TaskData],
     overrides: dict | None = None,
-    seed: int = 0,
+    seed: int | str = 0,
     cache_dir: str | Path | None = None,
     root: str | Path | None = None,
 ) -> tuple[dict[str, dict], dict[str, dict]]:
-    """One circuit (``seed``) of ``model_name`` per task, pruned with the task's tuned config from ``root``
-    (default ``configs/pruning/``; for ``fallback.ablation`` and ``fallback.frozen_ln``), or with ``fallback`` where the task has none; ``overrides``
-    (e.g. the smoke profile's steps) apply on top of either.
+    """One circuit of ``model_name`` per task, pruned with the task's tuned config from ``root`` (default
+    ``configs/pruning/``; for ``fallback.ablation`` and ``fallback.frozen_ln``), or with ``fallback`` where the task
+    has none; ``overrides`` (e.g. the smoke profile's steps) apply on top of either.
 
-    Returns (``prune_and_evaluate``'s entries, {task: the config used: "tuned" (bool), "steps", "batch_size",
-    "k_coef", "lr"}), so every number shown can say which budget and hyperparameters it comes from."""
+    ``seed``: a pruning seed, or "best" for the seed of the sweep's best trial (``SweepRecord.best_seed``: the
+    circuit the sweep found, pruned again; seed 0 where the task has no tuned config). Returns
+    (``prune_and_evaluate``'s entries, {task: what was used: "tuned" (bool), "seed", "steps", "batch_size",
+    "k_coef", "lr"}), so every number shown can say which budget, hyperparameters and seed it comes from."""
+    if seed != "best" and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed must be an integer or 'best', got {seed!r}")
     overrides = overrides or {}
     entries, used = {}, {}
     for t in tasks:
+        config = load_tuned_config(model_name, t, fallback.ablation, fallback.frozen_ln, root)
         tuned = tuned_prune_config(model_name, t, fallback.ablation, fallback.frozen_ln, root, **overrides)
         cfg = tuned or replace(fallback, **overrides)
-        entries.update(prune_and_evaluate({model_name: loaded[model_name]}, tests, [t], [cfg], seed, cache_dir))
+        s = (config.sweep.best_seed if config else 0) if seed == "best" else seed
+        entries.update(prune_and_evaluate({model_name: loaded[model_name]}, tests, [t], [cfg], s, cache_dir))
         used[t] = {
             "tuned": tuned is not None,
+            "seed": s,
             "steps": cfg.steps,
             "batch_size": cfg.batch_size,
             "k_coef": cfg.k_coef,

@@ -17,6 +17,11 @@ from .pruner import PruneConfig, Pruner, prune
 SEARCH_SPACE = {"k_coef": (1e-6, 1e-2), "lr": (1e-3, 3e-2)}
 
 
+def trial_seed(sweep_seed: int, trial: int) -> int:
+    """The pruning seed of trial number ``trial`` of a sweep seeded ``sweep_seed`` (mask init and prompt order)."""
+    return sweep_seed * 100_000 + trial
+
+
 def objective_value(circuit) -> float:
     if circuit.meta["reached_target"]:
         return float(circuit.n_nodes)
@@ -53,7 +58,7 @@ def sweep(
         trials = [study.ask() for _ in range(min(parallel, n_trials - len(records)))]
         k = [t.suggest_float("k_coef", *space["k_coef"], log=True) for t in trials]
         lr = [t.suggest_float("lr", *space["lr"], log=True) for t in trials]
-        seeds = [seed * 100_000 + t.number for t in trials]
+        seeds = [trial_seed(seed, t.number) for t in trials]
         circuits = prune(
             model,
             tokenizer,

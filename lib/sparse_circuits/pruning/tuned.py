@@ -23,7 +23,7 @@ from ..core.storage import atomic_write_text, git_commit
 from ..core.version import __version__
 from ..tasks import ALIASES
 from .pruner import PruneConfig
-from .sweep import SEARCH_SPACE
+from .sweep import SEARCH_SPACE, trial_seed
 
 PRUNING_CONFIGS_DIR = CONFIGS_DIR / "pruning"
 """Where tuned pruning configs live unless a ``root`` is given (``configs/pruning`` of the repository)."""
@@ -58,7 +58,7 @@ class SweepRecord:
     n_trials: int
     parallel: int
     seed: int
-    """Seed of the sampler (trial t's pruning seed is seed * 100000 + t)."""
+    """Seed of the sampler; trial t prunes with seed ``sweep.trial_seed(seed, t)`` (seed * 100000 + t)."""
     sampler: str
     search_space: dict
     best_trial: int
@@ -74,6 +74,12 @@ class SweepRecord:
     package_version: str
     git_commit: str | None = None
     trials: list = field(default_factory=list)
+
+    @property
+    def best_seed(self) -> int:
+        """The pruning seed of the best trial: pruning with it and the tuned values re-finds the best circuit (up to
+        float rounding: the sweep pruned it in a batch of ``parallel`` runs)."""
+        return trial_seed(self.seed, self.best_trial)
 
     def __post_init__(self) -> None:
         check_numbers(
