@@ -381,6 +381,14 @@ def summary_for_json(summary: dict, max_items: int = 20) -> dict:
 # ------------------------------------------------------------------------------------- over circuits
 
 
+def _circuit_inputs(entries: dict[str, dict], loaded: dict, tests: dict[tuple[str, str], TaskData]):
+    """(key, model, entry, held-out prompts, their name slots' positions) for each circuit of ``entries``."""
+    for key, e in entries.items():
+        model, tok, _ = loaded[e["model"]]
+        test = tests[(e["model"], e["task"])]
+        yield key, model, e, test, slot_positions(test, tok)
+
+
 def heads_of_circuits(
     entries: dict[str, dict],
     loaded: dict,
@@ -395,10 +403,8 @@ def heads_of_circuits(
     ``app.experiments.prune_and_evaluate`` returns them); ``loaded`` maps model names to ``inference.load``
     results; ``tests`` maps (model, task) to the held-out prompts read. Each circuit's name slots are its prompts'."""
     heads = {}
-    for key, e in entries.items():
-        model, tok, _ = loaded[e["model"]]
-        test = tests[(e["model"], e["task"])]
-        hs = head_attention(model, e["circuit"], test, e["test_ablation"], slot_positions(test, tok), tok)
+    for key, model, e, test, slots in _circuit_inputs(entries, loaded, tests):
+        hs = head_attention(model, e["circuit"], test, e["test_ablation"], slots, loaded[e["model"]][1])
         heads[key] = [{**h, **head_flags(h, sharp, near_uniform, name_focus)} for h in hs]
     return heads
 
@@ -417,10 +423,7 @@ def roles_of_circuits(
     The gender is read at each task's first name slot in sorted order ("name", or "name_1": the answer's
     referent in IOI). Returns ({key: roles}, {key: summary})."""
     roles, summaries = {}, {}
-    for key, e in entries.items():
-        model, tok, _ = loaded[e["model"]]
-        test = tests[(e["model"], e["task"])]
-        slots = slot_positions(test, tok)
+    for key, model, e, test, slots in _circuit_inputs(entries, loaded, tests):
         roles[key] = node_roles(
             model, e["circuit"], test, e["test_ablation"], slots, gender_slot=sorted(slots)[0], include_eos=include_eos
         )

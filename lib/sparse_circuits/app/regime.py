@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..core.paths import REPO_ROOT, model_dir
 from ..pruning.pruner import PruneConfig, prune
-from ..pruning.tuned import load_tuned_config, tuned_prune_config
+from ..pruning.tuned import load_tuned_config
 from ..tasks import TaskData, evaluate, get_task
 from .experiments import prune_and_evaluate
 from .report import training_cost
@@ -137,12 +137,11 @@ def tuned_circuits(
     entries, used = {}, {}
     for t in tasks:
         config = load_tuned_config(model_name, t, fallback.ablation, fallback.frozen_ln, root)
-        tuned = tuned_prune_config(model_name, t, fallback.ablation, fallback.frozen_ln, root, **overrides)
-        cfg = tuned or replace(fallback, **overrides)
+        cfg = config.prune_config(**overrides) if config else replace(fallback, **overrides)
         s = (config.sweep.best_seed if config else 0) if seed == "best" else seed
         entries.update(prune_and_evaluate({model_name: loaded[model_name]}, tests, [t], [cfg], s, cache_dir))
         used[t] = {
-            "tuned": tuned is not None,
+            "tuned": config is not None,
             "seed": s,
             "steps": cfg.steps,
             "batch_size": cfg.batch_size,
