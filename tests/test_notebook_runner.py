@@ -52,3 +52,17 @@ def test_longest_recorded_notebooks_start_first(tmp_path, monkeypatch):
     monkeypatch.setattr(notebooks, "results_dir", lambda profile="full": results)
     paths = [tmp_path / f"{n}.ipynb" for n in ("00_a", "01_b", "02_c", "03_new")]
     assert [p.stem for p in notebooks.longest_first(paths)] == ["03_new", "01_b", "02_c", "00_a"]
+
+
+def test_only_a_run_of_every_notebook_records_the_figures_wall_time(fake_notebooks, tmp_path, monkeypatch):
+    for name in ("00_a", "01_b"):
+        _notebook(fake_notebooks / f"{name}.ipynb", "pass")
+    ran = lambda profile, names, jobs: {n: 1.0 for n in (names or ["00_a", "01_b"])}  # noqa: E731
+    monkeypatch.setattr(notebooks, "execute", ran)
+    monkeypatch.setattr(notebooks, "results_dir", lambda profile="full": tmp_path)
+    monkeypatch.setattr(notebooks, "update_readme", lambda: None)
+    record = tmp_path / "figures_run.json"
+    assert notebooks.main(["full", "01_b", "--jobs", "2"]) == 0
+    assert not record.exists() and json.loads((tmp_path / "timings.json").read_text()) == {"01_b": 1.0}
+    assert notebooks.main(["full", "--jobs", "2"]) == 0
+    assert json.loads(record.read_text())["notebooks"] == ["00_a", "01_b"]
