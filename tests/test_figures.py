@@ -40,6 +40,20 @@ def test_plot_frontier_draws_the_running_minimum_and_faint_raw_points():
     assert len(raw) == 1 and list(raw[0].get_ydata()) == [1.0, 2.0, 1e-3] and raw[0].get_alpha() < 0.5
 
 
+def test_sweep_trials_fill_reaching_trials_and_skip_tasks_without_sweeps():
+    trials = [{"k_coef": 1e-4, "nodes": 40, "reached": True}, {"k_coef": 1e-3, "nodes": 9, "reached": False},
+              {"k_coef": 1e-2, "nodes": 20, "reached": True}]
+    sweep = {"trials": trials, "best_nodes": 20}
+    sweeps = {"a": {"pronoun": sweep, "ioi": None}, "b": {"pronoun": None, "ioi": None}}
+    fig = plots.plot_sweep_trials(sweeps, ["a", "b"], ["pronoun", "ioi"])
+    (ax,) = fig.axes  # ioi has no sweep for any model: no panel
+    filled, hollow = ax.collections
+    assert filled.get_offsets().tolist() == [[1e-4, 40], [1e-2, 20]] and filled.get_label() == "a (best 20)"
+    assert hollow.get_offsets().tolist() == [[1e-3, 9]] and hollow.get_facecolors().size == 0
+    with pytest.raises(ValueError, match="no sweep"):
+        plots.plot_sweep_trials(sweeps, ["b"], ["pronoun"])
+
+
 def test_threshold_line_is_named_and_legend_sits_outside_once_per_label():
     fig, axes = plt.subplots(1, 2)
     for ax in axes:

@@ -95,6 +95,10 @@ def test_one_verdict_rule_for_every_claim():
     assert v.sign_flip_verdict({"s": 0.01, "l": -0.02}, "s", "l", 0.05) == "no"
     assert v.sign_flip_verdict({"s": None, "l": 0.2}, "s", "l", 0.05) == "n/a"
     assert v.sign_flip_verdict({"s": 0.3}, "s", "s", 0.05) == "n/a"
+    # D1 per cell: nonsense nodes against the real task's (None: the target was never reached)
+    assert v.nonsense_verdict(30, 10, 5.0) == "yes" and v.nonsense_verdict(50, 10, 5.0) == "yes"
+    assert v.nonsense_verdict(51, 10, 5.0) == "partly" and v.nonsense_verdict(None, 10, 5.0) == "no"
+    assert v.nonsense_verdict(30, None, 5.0) == "n/a" and v.nonsense_verdict(None, None, 5.0) == "n/a"
     cell = {"n_reached": 4, "share_bad": 0.25, "model_rates": {"ioi_same": {"p_correct": 0.9}}}
     assert v.generalization_fails(cell) is True and v.generalization_fails({**cell, "share_bad": 0.1}) is False
     assert v.generalization_fails({**cell, "n_reached": 0}) is None

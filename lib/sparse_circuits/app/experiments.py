@@ -301,8 +301,8 @@ def prune_and_evaluate(
     held-out prompts ``tests[(model, task)]``.
 
     Each entry gains "test_ablation" (``ablation_for`` the test prompts) and "summary" (nodes, edges, the pruning
-    loss, whether it reached the target, and the held-out loss of the model and of the circuit); one line per
-    circuit is printed, and the wall time at the end.
+    loss, whether it reached the target, the held-out loss of the model and of the circuit, and the circuit's
+    held-out binary and top-1 accuracy); one line per circuit is printed, and the wall time at the end.
     """
     t0 = time.perf_counter()
     entries = prune_circuits(loaded, tasks, configs, seed=seed, cache_dir=cache_dir)
@@ -320,6 +320,8 @@ def prune_and_evaluate(
             "reached_target": c.meta["reached_target"],
             "test_loss_model": evaluate(model, test, task.loss)["loss"],
             "test_loss_circuit": held_out["loss"],
+            "test_accuracy_circuit": held_out["accuracy"],  # correct beats incorrect
+            "test_top1_accuracy_circuit": held_out["top1_accuracy"],  # correct is the most likely token
         }
         print(
             f"{key:<28} {c.n_nodes:>5} nodes  loss {c.meta['loss']:.3f} (target reached: "

@@ -111,6 +111,17 @@ def small_circuit_verdict(n_nodes: int, top_writer_share: float) -> str:
     return verdict(n_nodes <= GAO_CIRCUIT_NODES, abs(top_writer_share) >= READABLE_CORE_SHARE)
 
 
+def nonsense_verdict(nonsense_nodes: int | None, real_nodes: int | None, comparable_ratio: float) -> str:
+    """D1 in one (model, ablation) cell, from the smallest circuits reaching the target loss (None: none did).
+
+    "yes": pruning reaches the target on the nonsense task with at most ``comparable_ratio`` times the real task's
+    nodes (Drori: ~30 against ~10); "partly": it reaches the target with a larger circuit; "no": it never reaches
+    it; "n/a": the real task missed the target, so there is nothing to compare with."""
+    reached = nonsense_nodes is not None
+    comparable = reached and real_nodes is not None and nonsense_nodes <= comparable_ratio * real_nodes
+    return verdict(comparable, reached, judged=real_nodes is not None)
+
+
 def attention_verdict(heads_by_circuit: dict[str, list[dict]], name_drop: float = 0.5) -> dict:
     """Computed D2 verdict over circuits of ``mechanism.head_attention`` entries.
 

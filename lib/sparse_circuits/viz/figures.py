@@ -141,3 +141,27 @@ def plot_training_curves(model_dirs: dict[str, Path]):
     fig.tight_layout()
     legend_outside(fig, axes[:1])
     return fig
+
+
+def plot_sweep_trials(sweeps: dict[str, dict[str, dict | None]], models: list[str], tasks: list[str]):
+    """One panel per task that some model has a sweep for: every trial of each model's hyperparameter sweep as
+    circuit nodes against its k_coef (filled: reached the target loss; hollow: missed it), the legend naming each
+    model's best circuit. ``sweeps``: ``app.regime.tuned_sweeps``'s {model: {task: sweep or None}}."""
+    shown = [t for t in tasks if any(sweeps[m][t] for m in models)]
+    if not shown:
+        raise ValueError(f"plot_sweep_trials: no sweep for any of {models} on {tasks}")
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 3.6), squeeze=False)
+    for ax, t in zip(axes[0], shown):
+        for i, m in enumerate(models):
+            s = sweeps[m][t]
+            if s is None:
+                continue
+            for reached in (True, False):
+                trials = [tr for tr in s["trials"] if tr["reached"] == reached]
+                style = dict(color=f"C{i}", label=f"{m} (best {s['best_nodes']})") if reached else \
+                    dict(facecolors="none", edgecolors=f"C{i}")
+                ax.scatter([tr["k_coef"] for tr in trials], [tr["nodes"] for tr in trials], s=18, **style)
+        ax.set(xscale="log", yscale="log", xlabel="k_coef (penalty per kept node)", ylabel="circuit nodes",
+               title=f"{t}: sweep trials (filled: reached the target loss)")
+    legend_outside(fig, axes[0][:1])
+    return fig
