@@ -41,8 +41,11 @@ def test_plot_frontier_draws_the_running_minimum_and_faint_raw_points():
 
 
 def test_sweep_trials_fill_reaching_trials_and_skip_tasks_without_sweeps():
-    trials = [{"k_coef": 1e-4, "nodes": 40, "reached": True}, {"k_coef": 1e-3, "nodes": 9, "reached": False},
-              {"k_coef": 1e-2, "nodes": 20, "reached": True}]
+    trials = [
+        {"k_coef": 1e-4, "nodes": 40, "reached": True},
+        {"k_coef": 1e-3, "nodes": 9, "reached": False},
+        {"k_coef": 1e-2, "nodes": 20, "reached": True},
+    ]
     sweep = {"trials": trials, "best_nodes": 20}
     sweeps = {"a": {"pronoun": sweep, "ioi": None}, "b": {"pronoun": None, "ioi": None}}
     fig = plots.plot_sweep_trials(sweeps, ["a", "b"], ["pronoun", "ioi"])

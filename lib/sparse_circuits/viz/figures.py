@@ -158,10 +158,18 @@ def plot_sweep_trials(sweeps: dict[str, dict[str, dict | None]], models: list[st
                 continue
             for reached in (True, False):
                 trials = [tr for tr in s["trials"] if tr["reached"] == reached]
-                style = dict(color=f"C{i}", label=f"{m} (best {s['best_nodes']})") if reached else \
-                    dict(facecolors="none", edgecolors=f"C{i}")
+                style = (
+                    dict(color=f"C{i}", label=f"{m} (best {s['best_nodes']})")
+                    if reached
+                    else dict(facecolors="none", edgecolors=f"C{i}")
+                )
                 ax.scatter([tr["k_coef"] for tr in trials], [tr["nodes"] for tr in trials], s=18, **style)
-        ax.set(xscale="log", yscale="log", xlabel="k_coef (penalty per kept node)", ylabel="circuit nodes",
-               title=f"{t}: sweep trials (filled: reached the target loss)")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="k_coef (penalty per kept node)",
+            ylabel="circuit nodes",
+            title=f"{t}: sweep trials (filled: reached the target loss)",
+        )
     legend_outside(fig, axes[0][:1])
     return fig
