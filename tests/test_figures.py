@@ -57,6 +57,22 @@ def test_sweep_trials_fill_reaching_trials_and_skip_tasks_without_sweeps():
         plots.plot_sweep_trials(sweeps, ["b"], ["pronoun"])
 
 
+def test_residual_rms_boxes_per_group_skip_empty_sets():
+    import torch
+
+    groups = {
+        "g1": {"model": torch.tensor([1.0, 2.0, 3.0]), "free": torch.tensor([[0.5, 1.0]]), "frozen": torch.zeros(0)},
+        "g2": {"model": torch.ones(4), "free": torch.ones(2, 3), "frozen": torch.full((1, 3), 2.0)},
+    }
+    fig = plots.plot_residual_rms(groups)
+    (ax,) = [a for a in fig.axes]
+    medians = [ln.get_ydata()[0] for ln in ax.lines if ln.get_color() == "k"]
+    assert medians == [2.0, 0.75, 1.0, 1.0, 2.0]  # g1's frozen set is empty: five boxes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["g1", "g2"]
+    with pytest.raises(ValueError, match="no group"):
+        plots.plot_residual_rms({})
+
+
 def test_threshold_line_is_named_and_legend_sits_outside_once_per_label():
     fig, axes = plt.subplots(1, 2)
     for ax in axes:

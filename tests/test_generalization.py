@@ -129,3 +129,37 @@ def test_seed_study(setup):
     json.dumps(summ)  # JSON-ready
     assert summ["n_seeds"] == 3 and summ["n_reached"] == sum(st["reached"])
     assert summ["steps"] == 3 and summ["jaccard"]["pairs"] == summ["n_reached"] * (summ["n_reached"] - 1) // 2
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_answer_residual_rms_of_a_circuit_equals_the_pruners(setup, frozen):
+    from conftest import random_circuit
+    from sparse_circuits.analysis.compare import answer_residual_rms
+
+    model, tok, task, data = setup
+    circuit = random_circuit(model, frac=0.5, seed=3, frozen_ln=frozen)
+    model_rms, circuit_rms = answer_residual_rms(model, circuit, data)
+    pr = Pruner(model, tok, task, PruneConfig(ablation="zero", frozen_ln=frozen, eval_n=8))
+    ref = final_residual_rms(pr, torch.stack([torch.ones(pr.n_nodes), circuit.nodes.float()]), data)
+    torch.testing.assert_close(model_rms, ref[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(circuit_rms, ref[1], atol=1e-5, rtol=1e-5)
+    assert (circuit_rms - model_rms).abs().max() > 1e-3  # half the nodes gone must change the residual
+
+
+def test_prune_and_evaluate_scores_a_frozen_norm_circuit_with_frozen_norms(setup):
+    from sparse_circuits.analysis.walkthrough import evaluate_full
+    from sparse_circuits.app.experiments import prune_and_evaluate
+
+    model, tok, task, _ = setup
+    test = task.data("test", tok, 8)
+    loaded = {"tiny": (model, tok, None)}
+    cfg = PruneConfig(ablation="zero", frozen_ln=True, steps=3, batch_size=4, eval_n=8, k_coef=1e-2)
+    entry = prune_and_evaluate(loaded, {("tiny", "ioi"): test}, ["ioi"], [cfg])["tiny/ioi/zero"]
+    circuit = entry["circuit"]
+    assert circuit.meta["frozen_ln"] and 0 < circuit.n_nodes < circuit.total_nodes
+    with circuit.run(model, frozen_ln_tokens=test.tokens):
+        frozen = evaluate_full(model, test, task.loss)["loss"]
+    with circuit.run(model):
+        free = evaluate_full(model, test, task.loss)["loss"]
+    assert entry["summary"]["test_loss_circuit"] == pytest.approx(frozen, abs=1e-6)
+    assert abs(frozen - free) > 1e-4  # the two differ, so the summary tells which one it used

@@ -183,6 +183,10 @@ def test_claims_table_names_the_regime_and_whether_the_verdict_changed(tmp_path,
         claim("D4", "generalize differently", "80%", "23%", "yes", "", regime="d512, L0 1/32"),
         claim("C3", "small circuits", "36 nodes", "12", "partly", "", regime="d512, L0 1/32"),
         claim("C3", "small circuits", "40 nodes", "12", "partly", ""),
+        claim("D5", "larger circuits", "5x", "much", "yes", ""),
+        claim("D5", "effect flips", "+0.07", "flips", "partly", ""),
+        claim("D5", "larger circuits (tuned pruning)", "1.2x", "much", "partly", "", regime="d512, L0 1/32"),
+        claim("D5", "smaller residual", "0.5", "smaller", "yes", "", regime="d512, L0 1/32"),
     ]
     (results / "99_x.json").write_text(json.dumps({"claims": rows}))
     monkeypatch.setattr(report, "FIGURES_DIR", tmp_path)
@@ -192,4 +196,7 @@ def test_claims_table_names_the_regime_and_whether_the_verdict_changed(tmp_path,
     assert "d512, L0 1/32 (changed from narrow: partly)" in lines[3]
     assert "d512, L0 1/32 (not tested on the narrow models)" in lines[4]
     assert "d512, L0 1/32 (same as narrow: partly)" in lines[5]
+    # one id, several claims: a row is compared with the narrow row of its own claim where there is one
+    assert "d512, L0 1/32 (changed from narrow: yes)" in lines[9]
+    assert "d512, L0 1/32 (changed from narrow: yes, partly)" in lines[10]
     assert "regime" not in claim("X2", "c", "o", "p", "no", "")

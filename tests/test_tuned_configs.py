@@ -178,6 +178,8 @@ def test_regime_reads_the_sweep_behind_each_tuned_config(swept):
     assert s["nodes_reached"] == sorted(t["nodes"] for t in s["trials"] if t["reached"])
     if s["reached_target"]:
         assert s["best_nodes"] == min(s["nodes_reached"])
+    # the free-norm sweep is not a frozen-norm one: frozen sweeps live in their own files
+    assert tuned_sweeps(["tiny"], ["pronoun"], "zero", root=root, frozen_ln=True) == {"tiny": {"pronoun": None}}
 
 
 def test_regime_prunes_with_the_tuned_config_where_one_exists(swept, tiny_model_dir):

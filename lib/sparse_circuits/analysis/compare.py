@@ -34,6 +34,17 @@ def run_pair(
     return {k: v.cpu() for k, v in orig.items()}, {k: v.cpu() for k, v in pruned.items()}
 
 
+def answer_residual_rms(model: SparseGPT, circuit, data: TaskData, ablation=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """([n] model, [n] pruned) RMS of the residual stream entering the final norm at each prompt's answer
+    position: the activation itself, not the scale the norm divides by (``run_pair``: norms frozen when the
+    circuit was pruned with them). Drori's App. C: pruning shrinks it and the final norm scales it back up."""
+    name = hook_name("resid_post", model.cfg.n_layer - 1)
+    orig, pruned = run_pair(model, circuit, data.tokens, [name], ablation)
+    rows = torch.arange(len(data))
+    rms = lambda x: x[rows, data.last.cpu()].float().pow(2).mean(-1).sqrt()  # noqa: E731
+    return rms(orig[name]), rms(pruned[name])
+
+
 def prompt_tokens(tok, data: TaskData) -> list[list[str]]:
     """Each prompt's token strings up to its answer position."""
     return [[token_text(tok, t) for t in row[: int(last) + 1].tolist()] for row, last in zip(data.tokens, data.last)]

@@ -25,6 +25,7 @@ import torch
 from ..analysis.walkthrough import evaluate_full
 from ..circuits.ablation import resolve_ablation
 from ..circuits.circuit import Circuit, task_record
+from ..circuits.evaluate import circuit_frozen_ln
 from ..circuits.graph import circuit_graph, edge_counts
 from ..core import storage
 from ..core.paths import RUNS_DIR, check_profile, model_dir
@@ -310,9 +311,11 @@ def prune_and_evaluate(
         model, tok, _ = loaded[e["model"]]
         test, task = tests[(e["model"], e["task"])], get_task(e["task"])
         e["test_ablation"] = ablation_for(e, model, tok, test)
-        with e["circuit"].run(model, e["test_ablation"]):
-            held_out = evaluate_full(model, test, task.loss)
         c = e["circuit"]
+        # a circuit pruned with frozen norms is scored as it was pruned: at the model's norm scales on these prompts
+        frozen = test.tokens.to(next(model.parameters()).device) if circuit_frozen_ln(c) else None
+        with c.run(model, e["test_ablation"], frozen_ln_tokens=frozen):
+            held_out = evaluate_full(model, test, task.loss)
         e["summary"] = {
             "nodes": c.n_nodes,
             "edges": c.n_edges,

@@ -160,10 +160,10 @@ def _repo_relative(path) -> str:
 
 
 def tuned_sweeps(
-    models: list[str], tasks: list[str], ablation: str, root: str | Path | None = None
+    models: list[str], tasks: list[str], ablation: str, root: str | Path | None = None, frozen_ln: bool = False
 ) -> dict[str, dict[str, dict | None]]:
     """{model: {task: the sweep behind its tuned config, or None where no config exists}}, from ``root``
-    (default ``configs/pruning``).
+    (default ``configs/pruning``); ``frozen_ln``: the sweeps that pruned with frozen norms.
 
     Each entry: the budget the sweep pruned at (steps, batch_size), the best values (k_coef, lr), the best
     circuit's node count and loss and whether it reached the target, the number of trials and of trials reaching
@@ -173,7 +173,7 @@ def tuned_sweeps(
     for m in models:
         out[m] = {}
         for t in tasks:
-            config = load_tuned_config(m, t, ablation, root=root)
+            config = load_tuned_config(m, t, ablation, frozen_ln, root)
             if config is None:
                 out[m][t] = None
                 continue

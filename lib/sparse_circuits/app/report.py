@@ -8,6 +8,7 @@ table lists them all, next to the model family and the notebooks' wall times.
 from __future__ import annotations
 
 import json
+import re
 
 from ..core.paths import FIGURES_DIR, MODELS_DIR, REPO_ROOT
 from .verdicts import NARROW_REGIME
@@ -88,10 +89,7 @@ def claims_table() -> list[str]:
         claims += json.loads(path.read_text()).get("claims", [])
     if not claims:
         return ["No notebook results yet: run `make figures`."]
-    narrow: dict[str, list[str]] = {}
-    for c in claims:
-        if not c.get("regime"):
-            narrow.setdefault(c.get("id", ""), []).append(c.get("holds", ""))
+    narrow = [c for c in claims if not c.get("regime")]
     rows = ["| id | claim | ours | paper | holds here | regime | figure |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         fig = f"[figure]({c['figure']})" if c.get("figure") else ""
@@ -102,11 +100,20 @@ def claims_table() -> list[str]:
     return rows
 
 
-def regime_note(c: dict, narrow: dict[str, list[str]]) -> str:
-    """The regime of a claims row; for a wide-regime row, the narrow models' verdicts of the same claim id."""
+def _claim_core(text: str) -> str:
+    """A claim's text without a trailing parenthesis such as "(tuned pruning)"."""
+    return re.sub(r"\s*\([^()]*\)$", "", text or "")
+
+
+def regime_note(c: dict, narrow: list[dict]) -> str:
+    """The regime of a claims row; for a wide-regime row, the verdicts of the narrow models' rows of the same
+    claim (same id and text, but for a trailing parenthesis), or of every narrow row of its id if none matches
+    (one id can name several claims, e.g. D5's circuit size, residual RMS and generalization flip)."""
     if not c.get("regime"):
         return NARROW_REGIME
-    before = narrow.get(c.get("id", ""))
+    same_id = [n for n in narrow if n.get("id", "") == c.get("id", "")]
+    same_text = [n for n in same_id if _claim_core(n.get("claim", "")) == _claim_core(c.get("claim", ""))]
+    before = [n.get("holds", "") for n in same_text or same_id]
     if not before:
         return f"{c['regime']} (not tested on the narrow models)"
     same = all(v == c.get("holds") for v in before)

@@ -143,6 +143,35 @@ def plot_training_curves(model_dirs: dict[str, Path]):
     return fig
 
 
+def plot_residual_rms(groups: dict[str, dict]):
+    """Boxes of the residual RMS before the final norm, per group (x label: the dict key): the model's, the
+    free-norm circuits' and the frozen-norm circuits' (values: tensors of any shape, e.g. [circuits, prompts];
+    an empty one draws no box). Drori's App. C: pruning shrinks it, the final norm scales it back up."""
+    if not groups:
+        raise ValueError("plot_residual_rms: no group to draw")
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(groups)), 3.6))
+    data_box, pos, colors = [], [], []
+    for g, r in enumerate(groups.values()):
+        for o, (name, col) in enumerate((("model", "0.5"), ("free", "C0"), ("frozen", "C1"))):
+            v = r[name].flatten()
+            if v.numel():
+                data_box.append(v.numpy())
+                pos.append(4 * g + o)
+                colors.append(col)
+    bp = ax.boxplot(
+        data_box, positions=pos, widths=0.8, showfliers=False, patch_artist=True, medianprops={"color": "k"}
+    )
+    for patch, col in zip(bp["boxes"], colors):
+        patch.set_facecolor(col)
+    ax.set_xticks([4 * g + 1 for g in range(len(groups))], list(groups), fontsize=8)
+    ax.set(ylabel="residual RMS before the final norm", title="answer position, held-out prompts")
+    handles = [plt.Rectangle((0, 0), 1, 1, fc=c) for c in ("0.5", "C0", "C1")]
+    labels = ["model", "free-norm circuits", "frozen-norm circuits"]
+    ax.legend(handles, labels, frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
 def plot_sweep_trials(sweeps: dict[str, dict[str, dict | None]], models: list[str], tasks: list[str]):
     """One panel per task that some model has a sweep for: every trial of each model's hyperparameter sweep as
     circuit nodes against its k_coef (filled: reached the target loss; hollow: missed it), the legend naming each
