@@ -63,11 +63,13 @@ def test_prune_json_and_saved_circuits(capsys, tiny_model_dir, tmp_path):
     assert (tmp_path / "c" / "seed1" / "circuit.json").exists()
 
 
-def test_sweep_json(capsys, tiny_model_dir):
+def test_sweep_json(capsys, tiny_model_dir, tmp_path):
     res = run_json(
         capsys,
         "sweep",
         str(tiny_model_dir),
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
         "--task",
         "pronoun",
         "--ablation",
@@ -83,6 +85,8 @@ def test_sweep_json(capsys, tiny_model_dir):
         "--json",
     )
     assert res["n_trials"] == 3 and set(res["best_params"]) == {"k_coef", "lr"}
+    state = json.loads((tmp_path / "ckpt" / "sweep_state.json").read_text())
+    assert [t["trial"] for t in state["records"]] == [0, 1, 2]  # every round kept for a resume
 
 
 def test_sample(capsys, tiny_model_dir):

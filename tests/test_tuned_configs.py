@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 import yaml
 from sparse_circuits.app.cli import build_parser, main
 from sparse_circuits.pruning.pruner import PruneConfig
@@ -227,3 +228,51 @@ def test_sweep_trials_prune_with_their_recorded_seeds(tiny_model_dir):
     )
     trials = best.meta["sweep"]["trials"]
     assert [t["seed"] for t in trials] == [trial_seed(7, t["trial"]) for t in trials] == [700_000, 700_001, 700_002]
+
+
+class Killed(Exception):
+    """Stands for a kill (pytest treats a real KeyboardInterrupt as the user stopping the test run)."""
+
+
+def test_sweep_resumes_after_a_kill_and_ends_as_an_uninterrupted_sweep(tiny_model_dir, tmp_path, monkeypatch):
+    from sparse_circuits.model.inference import load
+    from sparse_circuits.pruning import sweep as sweep_module
+    from sparse_circuits.tasks import get_task
+
+    model, tok, _ = load(tiny_model_dir)
+    cfg = PruneConfig(ablation="zero", steps=2, batch_size=2, eval_n=4, search_points=2)
+    task = get_task("pronoun")
+
+    def run(**kw):
+        return sweep_module.sweep(model, tok, task, cfg, n_trials=5, parallel=2, seed=3, progress=False, **kw)
+
+    whole = run()  # three rounds: 2 + 2 + 1 trials, no checkpoint
+    real_prune, calls, kill = sweep_module.prune, [], [True]
+
+    def killed_in_round_2(*args, **kw):
+        calls.append(len(kw["seeds"]))
+        if len(calls) == 2 and kill:
+            kill.clear()
+            raise Killed  # the kill, after round 1 was checkpointed; once
+        return real_prune(*args, **kw)
+
+    monkeypatch.setattr(sweep_module, "prune", killed_in_round_2)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Killed):
+        run(checkpoint_dir=ckpt)
+    assert len(json.loads((ckpt / sweep_module.STATE_FILE).read_text())["records"]) == 2
+    calls.clear()
+    resumed = run(checkpoint_dir=ckpt)
+    assert calls == [2, 1]  # round 1 replayed from the checkpoint, rounds 2 and 3 pruned
+    keys = ("trial", "k_coef", "lr", "seed", "nodes", "reached_target")
+    strip = lambda c: [{k: t[k] for k in keys} for t in c.meta["sweep"]["trials"]]  # noqa: E731
+    assert strip(resumed) == strip(whole)
+    assert resumed.meta["sweep"]["best_params"] == whole.meta["sweep"]["best_params"]
+    assert torch.equal(resumed.nodes, whole.nodes)
+    assert [p.name for p in ckpt.glob("best-*")] == [json.loads((ckpt / "sweep_state.json").read_text())["best_dir"]]
+    # a finished checkpoint replays without pruning anything
+    calls.clear()
+    assert strip(run(checkpoint_dir=ckpt)) == strip(whole) and calls == []
+    # another sweep's checkpoint is refused, naming what differs
+    with pytest.raises(ValueError, match=r"another sweep \(differs in \['seed'\]\)"):
+        sweep_module.sweep(model, tok, task, cfg, n_trials=5, parallel=2, seed=4, progress=False, checkpoint_dir=ckpt)

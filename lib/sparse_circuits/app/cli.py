@@ -198,7 +198,18 @@ def _sweep(args) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists() and not target.is_file():
             raise IsADirectoryError(f"--write-config: {target} exists and is not a file")
-    best = sweep(model, tok, task, cfg, args.trials, args.parallel, args.seed, model_name=name, progress=not quiet)
+    best = sweep(
+        model,
+        tok,
+        task,
+        cfg,
+        args.trials,
+        args.parallel,
+        args.seed,
+        model_name=name,
+        progress=not quiet,
+        checkpoint_dir=args.checkpoint_dir,
+    )
     if args.out:
         best.save(Path(args.out), model)
     found = best.meta["sweep"]
@@ -366,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config-dir",
         metavar="DIR",
         help=f"write the tuned config under DIR instead of {PRUNING_CONFIGS_DIR} (implies --write-config)",
+    )
+    sw.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="keep every finished round of trials in DIR and resume from it after a kill: the same command "
+        "again prunes only the rounds that never finished (a checkpoint of other settings is refused)",
     )
     sw.set_defaults(fn=cmd_sweep)
 

@@ -30,6 +30,7 @@ from ..circuits.graph import circuit_graph, edge_counts
 from ..core import storage
 from ..core.paths import RUNS_DIR, check_profile, model_dir
 from ..core.version import __version__
+from ..model.checkpoint import weights_digest  # noqa: F401  (cache keys; re-exported for callers)
 from ..model.gpt import SparseGPT
 from ..model.inference import load
 from ..pruning.pruner import PruneConfig, Pruner, prune
@@ -165,16 +166,6 @@ def circuit_key(model_name: str, task: str, ablation: str) -> str:
 def circuit_cache_dir(profile: str) -> Path:
     """Where ``prune_circuits`` keeps the circuits of a profile's notebooks: runs/<profile>/circuits."""
     return RUNS_DIR / check_profile(profile) / "circuits"
-
-
-def weights_digest(model) -> str:
-    """SHA-256 of every tensor of the model's state dict (name, dtype, shape and bytes)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.flatten().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 # The layers a pruned circuit's computation runs through: an edit to any of their files starts the cache afresh.

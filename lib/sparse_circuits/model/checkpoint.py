@@ -37,6 +37,17 @@ def save_model(model: SparseGPT, out_dir: str | Path, config: dict) -> None:
     write_json(out_dir / CONFIG_FILE, config)
 
 
+def weights_digest(model) -> str:
+    """SHA-256 of every tensor of the model's state dict (name, dtype, shape and bytes): the identity of the
+    weights a cached circuit or a resumed sweep was made with."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def tokenizer_sha256(model_dir: str | Path) -> str:
     """SHA-256 of a model directory's tokenizer.json, as recorded in its config.json."""
     return hashlib.sha256((Path(model_dir) / TOKENIZER_FILE).read_bytes()).hexdigest()
