@@ -86,22 +86,22 @@ def sweep(
     with contextlib.ExitStack() as stack:
         ckpt = None if checkpoint_dir is None else stack.enter_context(storage.output_lock(checkpoint_dir))
         done, best, elapsed_before = _resume(ckpt, identity)
-        return _run_rounds(
-            study,
-            pruner,
-            model,
-            tokenizer,
-            task,
-            cfg,
-            space,
-            identity,
-            done,
-            best,
-            ckpt,
-            progress,
-            model_name,
-            start - elapsed_before,
-        )
+        run = _SweepRun(study, pruner, space, identity, ckpt, progress, model_name, start - elapsed_before)
+        return _run_rounds(run, done, best)
+
+
+@dataclasses.dataclass
+class _SweepRun:
+    """What every round of one sweep shares."""
+
+    study: object  # optuna.Study
+    pruner: Pruner  # holds the model, tokenizer, task and PruneConfig
+    space: dict  # parameter -> (low, high), searched on a log scale
+    identity: dict  # the settings a checkpoint must match (``sweep``)
+    ckpt: Path | None  # checkpoint directory, locked by this process; None keeps nothing
+    progress: bool
+    model_name: str | None
+    start: float  # perf_counter of the sweep's start, moved back by the time earlier sessions spent
 
 
 def _resume(ckpt: Path | None, identity: dict) -> tuple[list[dict], Circuit | None, float]:
@@ -137,9 +137,11 @@ def _save_round(ckpt: Path, identity: dict, records: list[dict], new_best: Circu
             shutil.rmtree(old)
 
 
-def _run_rounds(study, pruner, model, tokenizer, task, cfg, space, identity, done, best, ckpt, progress, name, start):
-    """Ask, prune (or replay from ``done``) and tell the sweep's rounds; returns the best circuit."""
-    n_trials, parallel, seed = identity["n_trials"], identity["parallel"], identity["seed"]
+def _run_rounds(run: _SweepRun, done: list[dict], best: Circuit | None) -> Circuit:
+    """Ask, prune (or replay from ``done``, the checkpoint's trials) and tell the sweep's rounds; returns the
+    best circuit."""
+    study, space, pruner = run.study, run.space, run.pruner
+    n_trials, parallel, seed = run.identity["n_trials"], run.identity["parallel"], run.identity["seed"]
     records = []
     for _ in range(math.ceil(n_trials / parallel)):
         trials = [study.ask() for _ in range(min(parallel, n_trials - len(records)))]
@@ -159,15 +161,15 @@ def _run_rounds(study, pruner, model, tokenizer, task, cfg, space, identity, don
             records += replay
             continue
         circuits = prune(
-            model,
-            tokenizer,
-            task,
-            cfg,
+            pruner.model,
+            pruner.tok,
+            pruner.task,
+            pruner.cfg,
             seeds=seeds,
             k_coefs=k,
             lrs=lr,
-            progress=progress,
-            model_name=name,
+            progress=run.progress,
+            model_name=run.model_name,
             pruner=pruner,
         )
         improved = False
@@ -188,8 +190,8 @@ def _run_rounds(study, pruner, model, tokenizer, task, cfg, space, identity, don
             )
             if best is None or value < objective_value(best):
                 best, improved = c, True
-        if ckpt is not None:
-            _save_round(ckpt, identity, records, best if improved else None, time.perf_counter() - start)
+        if run.ckpt is not None:
+            _save_round(run.ckpt, run.identity, records, best if improved else None, time.perf_counter() - run.start)
     best.meta["sweep"] = {
         "sampler": "optuna.TPESampler",
         "seed": seed,
@@ -199,6 +201,6 @@ def _run_rounds(study, pruner, model, tokenizer, task, cfg, space, identity, don
         "best_params": study.best_params,
         "best_value": study.best_value,
         "trials": records,
-        "wall_time_s": time.perf_counter() - start,  # over every session of a resumed sweep
+        "wall_time_s": time.perf_counter() - run.start,  # over every session of a resumed sweep
     }
     return best
