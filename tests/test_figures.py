@@ -73,6 +73,18 @@ def test_residual_rms_boxes_per_group_skip_empty_sets():
         plots.plot_residual_rms({})
 
 
+def test_suite_grid_colours_pass_fail_and_undefined_and_prints_values():
+    rows = {
+        "a": {"nodes": 12, "metrics": {"f": 0.9, "kl": None}, "passes": {"f": True, "kl": None}},
+        "b": {"nodes": 30, "metrics": {"f": 0.2, "kl": 1.5}, "passes": {"f": False, "kl": False}},
+    }
+    fig = plots.plot_suite_passes(rows, ("f", "kl"), "suite")
+    (ax,) = fig.axes
+    assert ax.images[0].get_array().tolist() == [[1.0, 0.5], [0.0, 0.0]]
+    assert [t.get_text() for t in ax.texts] == ["0.9", "n/a", "0.2", "1.5"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a (12 nodes)", "b (30 nodes)"]
+
+
 def test_threshold_line_is_named_and_legend_sits_outside_once_per_label():
     fig, axes = plt.subplots(1, 2)
     for ax in axes:

@@ -135,6 +135,23 @@ def test_existential_and_universal_verdicts():
     assert universal_verdict([None], share=0.6)[0] == "n/a"
 
 
+def test_c4_cell_reads_sufficiency_on_loss_and_necessity_on_binary_p_correct():
+    from sparse_circuits.app.verdicts import c4_cell
+
+    def ns(model, only, ablated, none, p_model, p_ablated):
+        p = {"model": p_model, "circuit_only": 0.9, "circuit_ablated": p_ablated, "all_ablated": 0.5}
+        return {"model": model, "circuit_only": only, "circuit_ablated": ablated, "all_ablated": none, "p_correct": p}
+
+    # a small model loss: the floor 0.3 decides; half the P_correct above chance removed is exactly necessary
+    c = c4_cell(ns(0.05, 0.29, 1.0, 4.0, 0.9, 0.7), necessity_share=0.5)
+    assert c["sufficient"] and c["necessary"] and c["removed_share"] == pytest.approx(0.5)
+    assert not c["necessary_loss"]  # the loss rule: 1.0 < half of 4.0
+    c = c4_cell(ns(0.5, 1.01, 3.0, 4.0, 0.9, 0.75), necessity_share=0.5)  # 2 x model is the bar; 37.5% removed
+    assert not c["sufficient"] and not c["necessary"] and c["necessary_loss"]
+    # a model at chance: no share can be removed, never a division by zero
+    assert not c4_cell(ns(0.7, 0.7, 0.7, 0.7, 0.5, 0.5), necessity_share=0.5)["necessary"]
+
+
 def test_generalization_verdict_is_existential_with_intervals():
     from sparse_circuits.app.verdicts import generalization_verdict
 

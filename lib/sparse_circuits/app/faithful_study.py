@@ -69,6 +69,16 @@ UPPER_BOUNDS = ("kl", "completeness_gap", "held_out_drop", "relaxation_excess")
 """Measures that pass at or below their threshold (the others at or above)."""
 
 
+SUITE_MEASURES = tuple(m for m in METRICS if m != "relaxation_excess")
+"""The suite's own measures; the mask-relaxation control (notebook 12) marks one kind of known failure they must
+catch, so it never counts as catching one."""
+
+
+def caught_by(passes: dict[str, bool | None]) -> list[str]:
+    """The suite measures (``SUITE_MEASURES``) a circuit fails, from ``metric_passes``."""
+    return [n for n in SUITE_MEASURES if passes[n] is False]
+
+
 def suite_metrics(report: dict, relaxation: dict | None = None) -> dict[str, float | None]:
     """The suite's report (and ``mask_relaxation``) as one number per measure of ``METRICS`` (None: undefined)."""
     held = report["held_out"]
@@ -102,6 +112,25 @@ def metric_passes(metrics: dict[str, float | None], th: SuiteThresholds) -> dict
         else:
             out[name] = x >= getattr(th, name)
     return out
+
+
+SUITE_SCALE = {
+    "full": dict(
+        eval_n=64, bootstrap=200, stochastic_samples=16, adversary_steps=20, adversary_restarts=4, mechanism_n=32,
+        interchange_n=64,
+    ),
+    "smoke": dict(
+        eval_n=16, bootstrap=20, stochastic_samples=2, adversary_steps=3, adversary_restarts=2, mechanism_n=4,
+        interchange_n=8, completeness_subsets=2, resample_draws=1, curve_fractions=(0.0, 0.1, 1.0),
+    ),
+}  # fmt: skip
+"""``FaithfulnessConfig`` settings of the suite per notebook profile (notebooks 13 and 14): "smoke" runs the code
+paths on a few prompts and draws, not the numbers."""
+
+
+def suite_config(profile: str, ablation: str) -> FaithfulnessConfig:
+    """The suite's settings at a notebook profile, measuring f under ``ablation`` only."""
+    return FaithfulnessConfig(ablations=(ablation,), **SUITE_SCALE[profile])
 
 
 @dataclass

@@ -105,6 +105,36 @@ def claim(id: str, text: str, ours: str, paper: str, holds: str, figure: str, ru
 # --------------------------------------------------------------------------------- claim-specific rules
 
 
+SUFFICIENT_LOSS_FLOOR = 0.3
+"""C4: a circuit is sufficient when, alone, it keeps the held-out loss <= max(2 x the model's, this floor)."""
+
+
+def c4_cell(ns: dict, necessity_share: float) -> dict:
+    """C4 (circuits are sufficient and necessary) on one circuit, from ``pruning.frontier.necessity_sufficiency``.
+
+    "sufficient": the circuit alone keeps the held-out loss <= max(2 x the model's, ``SUFFICIENT_LOSS_FLOOR``);
+    "necessary": ablating the circuit (the rest kept) removes at least ``necessity_share`` of the model's binary
+    P_correct above chance (0.5), "removed_share" being that share; "necessary_loss": the older loss rule (the
+    circuit-ablated loss is at least half the all-ablated loss), which calls a circuit "not necessary" when its
+    removal leaves the model at chance but the full-vocabulary loss moderate."""
+    p = ns["p_correct"]
+    removed = (p["model"] - p["circuit_ablated"]) / max(p["model"] - 0.5, 1e-9)
+    return {
+        "sufficient": ns["circuit_only"] <= max(2 * ns["model"], SUFFICIENT_LOSS_FLOOR),
+        "necessary": removed >= necessity_share,
+        "removed_share": removed,
+        "necessary_loss": ns["circuit_ablated"] >= 0.5 * ns["all_ablated"],
+    }
+
+
+def c4_rule(necessity_share: float) -> str:
+    """The C4 rule as the claims table states it."""
+    return (
+        f"sufficient: circuit-alone held-out loss <= max(2 x model, {SUFFICIENT_LOSS_FLOOR}); necessary: ablating the "
+        f"circuit removes >= {necessity_share:.0%} of the model's binary P_correct above chance"
+    )
+
+
 def small_circuit_verdict(n_nodes: int, top_writer_share: float) -> str:
     """C3 (circuits are small and readable): "yes" at about Gao's size (<= ``GAO_CIRCUIT_NODES`` nodes);
     "partly" when larger but one writer carries at least ``READABLE_CORE_SHARE`` of the answer; else "no"."""

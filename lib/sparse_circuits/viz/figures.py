@@ -202,3 +202,22 @@ def plot_sweep_trials(sweeps: dict[str, dict[str, dict | None]], models: list[st
         )
     legend_outside(fig, axes[0][:1])
     return fig
+
+
+def plot_suite_passes(rows: dict[str, dict], measures: tuple[str, ...], title: str):
+    """The faithfulness suite as a grid: one row per circuit ({label: {"nodes", "metrics", "passes"}}, as
+    ``app.faithful_study.score_case`` returns them), one column per measure; each cell shows the measured value,
+    green when it passes its threshold, red when it fails, yellow when the measure is undefined."""
+    labels = list(rows)
+    status = np.array([[{True: 1.0, False: 0.0, None: 0.5}[rows[k]["passes"][n]] for n in measures] for k in labels])
+    fig, ax = plt.subplots(figsize=(1.0 * len(measures) + 3, 0.42 * len(labels) + 1.5))
+    ax.imshow(status, cmap="RdYlGn", vmin=-0.2, vmax=1.2, aspect="auto")
+    for i, k in enumerate(labels):
+        for j, n in enumerate(measures):
+            v = rows[k]["metrics"][n]
+            ax.text(j, i, "n/a" if v is None else f"{v:.2g}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(measures)), measures, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), [f"{k} ({rows[k]['nodes']} nodes)" for k in labels], fontsize=8)
+    ax.set_title(f"{title}: green passes, red fails, yellow n/a")
+    fig.tight_layout()
+    return fig
