@@ -183,6 +183,16 @@ def test_regime_reads_the_sweep_behind_each_tuned_config(swept):
     assert tuned_sweeps(["tiny"], ["pronoun"], "zero", root=root, frozen_ln=True) == {"tiny": {"pronoun": None}}
 
 
+def test_best_nodes_ratio_counts_a_sweep_missing_the_target_as_larger():
+    from sparse_circuits.app.regime import best_nodes_ratio
+
+    reached = lambda n: {"best_nodes": n, "reached_target": True}  # noqa: E731
+    missed = {"best_nodes": 5, "reached_target": False}  # a small circuit that misses the target counts for nothing
+    assert best_nodes_ratio(reached(20), reached(50)) == 2.5
+    assert best_nodes_ratio(reached(20), missed) == float("inf")
+    assert best_nodes_ratio(missed, reached(20)) is None
+
+
 def test_regime_prunes_with_the_tuned_config_where_one_exists(swept, tiny_model_dir):
     from sparse_circuits.app.regime import tuned_circuits
     from sparse_circuits.model.inference import load

@@ -197,3 +197,18 @@ def tuned_sweeps(
                 "path": _repo_relative(config.path),
             }
     return out
+
+
+def best_reaching_nodes(sweep: dict) -> int | None:
+    """The node count of a ``tuned_sweeps`` entry's best circuit when it reached the target loss, else None."""
+    return sweep["best_nodes"] if sweep["reached_target"] else None
+
+
+def best_nodes_ratio(base: dict, other: dict) -> float | None:
+    """``other``'s best circuit size over ``base``'s, two ``tuned_sweeps`` entries of one (model, task) (e.g. mean
+    against zero ablation): inf when only ``base`` reached the target (``other`` needs more nodes than any it tried),
+    None when ``base`` did not reach it (nothing to compare against)."""
+    b, o = best_reaching_nodes(base), best_reaching_nodes(other)
+    if b is None:
+        return None
+    return float("inf") if o is None else o / b
