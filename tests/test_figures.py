@@ -283,6 +283,27 @@ def test_circuit_cache_hits_only_on_the_same_key(tiny_loaded, tmp_path, one_thre
     assert not other_seed["tiny/pronoun/zero"]["cached"] and not other_steps["tiny/pronoun/zero"]["cached"]
 
 
+def test_seed_study_cache_reuses_only_the_same_batch_of_seeds(tiny_loaded, tmp_path, one_thread):
+    from sparse_circuits.analysis.generalization import seed_study
+    from sparse_circuits.app.experiments import cached_seed_study
+    from sparse_circuits.pruning.pruner import PruneConfig
+
+    cfg = PruneConfig(ablation="zero", steps=3, batch_size=4, eval_n=8)
+    model, tok, _ = tiny_loaded["tiny"]
+    kw = dict(eval_tasks=("ioi", "ioi_same"), n_eval=8)
+    fresh = seed_study(model, tok, cfg, [0, 1], **kw)
+    first = cached_seed_study(tiny_loaded["tiny"], cfg, [0, 1], "tiny", tmp_path, **kw)
+    again = cached_seed_study(tiny_loaded["tiny"], cfg, [0, 1], "tiny", tmp_path, **kw)
+    assert not first["cached"] and again["cached"] and len(list(tmp_path.iterdir())) == 2
+    for st in (first, again):
+        assert st["nodes"] == fresh["nodes"] and st["loss"] == fresh["loss"] and st["eval"] == fresh["eval"]
+        assert all(torch.equal(a.tau, b.tau) for a, b in zip(st["circuits"], fresh["circuits"]))
+    # seed 0 of another batch is another run (batched runs can differ in the last bits): not reused
+    assert not cached_seed_study(tiny_loaded["tiny"], cfg, [0], "tiny", tmp_path, **kw)["cached"]
+    with pytest.raises(ValueError, match="2 circuits for 1 seeds"):
+        seed_study(model, tok, cfg, [0], circuits=fresh["circuits"], **kw)
+
+
 def test_cache_key_changes_with_the_weights(tiny_loaded):
     from sparse_circuits.app.experiments import cache_key, weights_digest
     from sparse_circuits.pruning.pruner import PruneConfig

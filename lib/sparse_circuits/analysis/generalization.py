@@ -145,8 +145,12 @@ def seed_study(
     model_name: str | None = None,
     progress: bool = False,
     chunk: int = 16,
+    circuits: list | None = None,
 ) -> dict:
     """Prune ``task`` for every seed in one batched run, then evaluate every circuit on every eval task.
+
+    ``circuits``: the seeds' circuits pruned before (one per seed, in order; e.g. from a cache), evaluated without
+    pruning again.
 
     Returns a dict with the circuits, their masks ``[S, N]``, the pruner, per-seed numbers (nodes, edges, loss,
     reached_target, P_correct and name_2 rule share per eval task, class) and the model's own P_correct and
@@ -155,9 +159,14 @@ def seed_study(
     seeds = list(seeds)
     pruner = Pruner(model, tokenizer, get_task(task), cfg)
     t0 = time.perf_counter()
-    circuits = prune(
-        model, tokenizer, pruner.task, cfg, seeds=seeds, pruner=pruner, progress=progress, model_name=model_name
-    )
+    if circuits is None:
+        circuits = prune(
+            model, tokenizer, pruner.task, cfg, seeds=seeds, pruner=pruner, progress=progress, model_name=model_name
+        )
+    elif len(circuits) != len(seeds) or any(c.total_nodes != pruner.n_nodes for c in circuits):
+        raise ValueError(
+            f"seed_study got {len(circuits)} circuits for {len(seeds)} seeds (each needs {pruner.n_nodes} nodes)"
+        )
     t1 = time.perf_counter()
     masks = torch.stack([c.nodes for c in circuits])  # [S, N] bool
     ones = torch.ones(1, pruner.n_nodes)

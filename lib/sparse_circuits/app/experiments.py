@@ -6,7 +6,8 @@
   and compare each with its model on held-out prompts. With a ``cache_dir`` (``circuit_cache_dir(profile)``:
   runs/<profile>/circuits) each circuit is saved once and reused by the next notebook that asks for exactly the
   same one (``cache_key``: model name, weights and config, task, every ``PruneConfig`` field, seed, version and
-  the source of the layers pruning runs through).
+  the source of the layers pruning runs through). ``cached_seed_study`` keeps the circuits of seed studies
+  (notebooks 10, 11 and 14) the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..analysis.generalization import seed_study
 from ..analysis.walkthrough import evaluate_full
 from ..circuits.ablation import resolve_ablation
 from ..circuits.circuit import Circuit, task_record
@@ -271,6 +273,30 @@ def prune_circuits(
                 }
     order = [circuit_key(m, t, c.ablation) for m in loaded for t in tasks for c in configs]
     return {k: out[k] for k in order}
+
+
+def cached_seed_study(
+    loaded_model: tuple, cfg: PruneConfig, seeds: list[int], model_name: str, cache_dir: str | Path | None, **kwargs
+) -> dict:
+    """``generalization.seed_study`` of one ``inference.load`` result, its circuits kept in ``cache_dir`` (None:
+    nothing kept). The seeds are pruned together in one batched run, whose circuits can differ in the last bits from
+    runs of other batches, so each circuit's ``cache_key`` also names the whole batch of seeds: a study is reused
+    only when every seed's circuit of exactly this batch is there, and is otherwise pruned and saved whole."""
+    model, tok, model_config = loaded_model
+    seeds = list(seeds)
+    circuits = None
+    if cache_dir is not None:
+        task, weights = get_task(kwargs.get("task", "ioi")), weights_digest(model)
+        keys = [cache_key(model_name, weights, model_config, task, cfg, s) | {"batch_seeds": seeds} for s in seeds]
+        found = [cached_circuit(Path(cache_dir), k) for k in keys]
+        if all(c is not None for _, c in found):
+            circuits = [c for _, c in found]
+    study = seed_study(model, tok, cfg, seeds, model_name=model_name, circuits=circuits, **kwargs)
+    if cache_dir is not None and circuits is None:
+        for (path, _), key, circuit in zip(found, keys, study["circuits"]):
+            save_cached(path, key, circuit)
+    study["cached"] = circuits is not None
+    return study
 
 
 def ablation_for(entry: dict, model, tok, data: TaskData):
