@@ -150,7 +150,7 @@ def seed_study(
     """Prune ``task`` for every seed in one batched run, then evaluate every circuit on every eval task.
 
     ``circuits``: the seeds' circuits pruned before (one per seed, in order; e.g. from a cache), evaluated without
-    pruning again.
+    pruning again; ``seconds["prune"]`` is then the time their run took when it pruned them (from their metadata).
 
     Returns a dict with the circuits, their masks ``[S, N]``, the pruner, per-seed numbers (nodes, edges, loss,
     reached_target, P_correct and name_2 rule share per eval task, class) and the model's own P_correct and
@@ -159,6 +159,9 @@ def seed_study(
     seeds = list(seeds)
     pruner = Pruner(model, tokenizer, get_task(task), cfg)
     t0 = time.perf_counter()
+    pruned_in = (
+        None if circuits is None else sum(circuits[0].meta.get(k, 0.0) for k in ("train_seconds", "discretize_seconds"))
+    )
     if circuits is None:
         circuits = prune(
             model, tokenizer, pruner.task, cfg, seeds=seeds, pruner=pruner, progress=progress, model_name=model_name
@@ -202,7 +205,7 @@ def seed_study(
         "eval": per_task,
         "model_rates": model_rates,
         "class": classify(per_task[same]["p_correct"]) if same else None,
-        "seconds": {"prune": t1 - t0, "evaluate": t2 - t1},
+        "seconds": {"prune": pruned_in if pruned_in is not None else t1 - t0, "evaluate": t2 - t1},
         "circuits": circuits,
         "masks": masks,
         "pruner": pruner,
