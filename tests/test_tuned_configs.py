@@ -225,6 +225,28 @@ def test_regime_prunes_with_the_tuned_config_where_one_exists(swept, tiny_model_
         tuned_circuits(loaded, "tiny", ["pronoun"], fallback, tests, seed="worst", root=root)
 
 
+def test_tuned_seed_circuits_prunes_each_seed_alone_and_keeps_the_best(swept, tiny_model_dir, tmp_path):
+    from sparse_circuits.app.regime import tuned_circuits, tuned_seed_circuits
+    from sparse_circuits.model.inference import load
+    from sparse_circuits.tasks import get_task
+
+    root, _ = swept
+    loaded = {"tiny": load(tiny_model_dir)}
+    tests = {("tiny", "pronoun"): get_task("pronoun").data("test", loaded["tiny"][1], 4)}
+    fallback = PruneConfig(ablation="zero", steps=2, batch_size=2, eval_n=4)
+    cache = tmp_path / "circuits"
+    r = tuned_seed_circuits(loaded, "tiny", ["pronoun"], fallback, tests, [3, 5], {"steps": 3}, cache, root)["pronoun"]
+    assert [x["seed"] for x in r["rows"]] == [3, 5] and r["used"]["steps"] == 3 and "seed" not in r["used"]
+    # each seed is the circuit tuned_circuits prunes for that seed alone (and it was saved: the second call reuses it)
+    alone, _ = tuned_circuits(loaded, "tiny", ["pronoun"], fallback, tests, {"steps": 3}, 5, cache, root)
+    assert torch.equal(alone["tiny/pronoun/zero"]["circuit"].tau, r["circuits"][1]["circuit"].tau)
+    assert alone["tiny/pronoun/zero"]["cached"]
+    reached = [x["nodes"] for x in r["rows"] if x["reached_target"]]
+    assert r["best_nodes"] == (min(reached) if reached else None)
+    with pytest.raises(ValueError, match="at least one seed"):
+        tuned_seed_circuits(loaded, "tiny", ["pronoun"], fallback, tests, [], root=root)
+
+
 def test_sweep_trials_prune_with_their_recorded_seeds(tiny_model_dir):
     """Each trial's pruning seed is sweep.trial_seed(seed, trial), which SweepRecord.best_seed relies on."""
     from sparse_circuits.model.inference import load

@@ -9,7 +9,8 @@
 - ``tuned_sweeps``: what the Optuna sweeps behind the tuned pruning configs (``configs/pruning/``) found per
   (model, task): the best circuit's size and every trial, read from the config files (no pruning).
 - ``tuned_circuits``: one circuit per task, pruned with its tuned config (the papers' protocol), for the
-  walkthrough-style analyses (C3, and notebooks 08/09's D2 and D3) on the wide model.
+  walkthrough-style analyses (C3, and notebooks 08/09's D2 and D3) on the wide model; ``tuned_seed_circuits``:
+  several seeds of them, e.g. at Drori's 2000-step budget (D1).
 """
 
 from __future__ import annotations
@@ -149,6 +150,49 @@ def tuned_circuits(
             "lr": cfg.lr,
         }
     return entries, used
+
+
+def tuned_seed_circuits(
+    loaded: dict,
+    model_name: str,
+    tasks: list[str],
+    fallback: PruneConfig,
+    tests: dict[tuple[str, str], TaskData],
+    seeds: list[int],
+    overrides: dict | None = None,
+    cache_dir: str | Path | None = None,
+    root: str | Path | None = None,
+) -> dict[str, dict]:
+    """``tuned_circuits`` for each of several seeds: per task, one circuit per seed at the task's tuned values with
+    ``overrides`` on top (e.g. Drori's 2000 steps), each a run of its own (so each is saved and reused alone).
+
+    Returns {task: {"circuits": the ``prune_and_evaluate`` entries, one per seed, "rows": their summaries with
+    "seed" and "kept_in_training" (nodes with a positive logit at the last step, which the discretized circuit can
+    far exceed when many logits tie at the clamp and the search meets a loss that does not fall with k), "used": what the runs used (as ``tuned_circuits`` says, without the seed), "best_nodes": the smallest
+    circuit reaching the target (None when no seed reached it), "seconds": wall time of the task's runs}}."""
+    if not seeds:
+        raise ValueError("need at least one seed")
+    out = {}
+    for t in tasks:
+        t0 = time.perf_counter()
+        circuits, used = [], None
+        for s in seeds:
+            entries, u = tuned_circuits(loaded, model_name, [t], fallback, tests, overrides, s, cache_dir, root)
+            circuits.append(next(iter(entries.values())))
+            used = {k: v for k, v in u[t].items() if k != "seed"}
+        rows = [
+            {"seed": s, **e["summary"], "kept_in_training": e["circuit"].meta["final_kept_during_training"]}
+            for s, e in zip(seeds, circuits)
+        ]
+        reached = [r["nodes"] for r in rows if r["reached_target"]]
+        out[t] = {
+            "circuits": circuits,
+            "rows": rows,
+            "used": used,
+            "best_nodes": min(reached) if reached else None,
+            "seconds": time.perf_counter() - t0,
+        }
+    return out
 
 
 def _repo_relative(path) -> str:
