@@ -49,12 +49,14 @@ def steps_per_second(pruner: Pruner, n_seeds: int, steps: int) -> float:
 
 
 def random_sparse_model(d: int, l0: float, vocab: int, n_ctx: int, n_layer: int = 2) -> SparseGPT:
-    """A random SparseGPT with every sparsifiable weight projected to L0 (the target regime's sparsity)."""
+    """A random SparseGPT with every sparsifiable weight projected to L0 (the target regime's sparsity), in eval mode
+    like every loaded model (``inference.load``), so that its attention takes the path pruning takes on the shipped
+    models (training mode would pick the fused kernel)."""
     torch.manual_seed(0)
     model = SparseGPT(ModelConfig(vocab_size=vocab, n_layer=n_layer, d_model=d, n_ctx=n_ctx))
     for w, axis in model.sparsifiable_weights().values():
         project_(w.data, l0, axis)
-    return model
+    return model.eval()
 
 
 def goal_minutes(steps_per_s: float, n_seeds: int) -> float:
