@@ -73,6 +73,32 @@ def test_residual_rms_boxes_per_group_skip_empty_sets():
         plots.plot_residual_rms({})
 
 
+def test_same_gender_histograms_count_only_reaching_seeds_per_mode():
+    import matplotlib.pyplot as plt
+
+    def study(p_same, reached):
+        return {
+            "eval": {"ioi_same": {"p_correct": p_same}},
+            "reached": reached,
+            "model_rates": {"ioi_same": {"p_correct": 0.97}},
+        }
+
+    fig, ax = plt.subplots()
+    plots.plot_same_gender_by_mode(
+        ax, {"free": study([0.01, 0.9, 0.5], [True, True, False]), "frozen": study([0.3], [True])}, "d128"
+    )
+    assert ax.get_legend_handles_labels()[1] == [
+        "free norms (2 seeds)",
+        "frozen norms (1 seeds)",
+        "model",
+        "bad below 0.2",
+    ]
+    heights = [sum(b.get_height() for b in c) for c in ax.containers]
+    assert heights == [2, 1]  # the free seed that missed the target is left out
+    assert [ln.get_xdata()[0] for ln in ax.lines] == [0.97, 0.2] and ax.get_title() == "d128"
+    plt.close(fig)
+
+
 def test_suite_grid_colours_pass_fail_and_undefined_and_prints_values():
     rows = {
         "a": {"nodes": 12, "metrics": {"f": 0.9, "kl": None}, "passes": {"f": True, "kl": None}},

@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..analysis.generalization import BAD_THRESHOLD
 from ..circuits.layout import NodeLayout
 from ..core.paths import figures_dir
 from ..model.gpt import NODE_SITES
@@ -170,6 +171,19 @@ def plot_residual_rms(groups: dict[str, dict]):
     ax.legend(handles, labels, frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
+
+
+def plot_same_gender_by_mode(ax, by_mode: dict[str, dict], title: str) -> None:
+    """Histograms of held-out same-gender IOI P_correct over the seeds reaching the target, one per norm mode
+    (``by_mode``: "free" / "frozen" -> ``generalization.summarize`` output), with the model's P_correct (from the
+    first mode's study) and the bad-circuit threshold as vertical lines (D5: frozen against free norms)."""
+    for (mode, s), col in zip(by_mode.items(), ("C0", "C1")):
+        vals = [p for p, r in zip(s["eval"]["ioi_same"]["p_correct"], s["reached"]) if r]
+        ax.hist(vals, bins=np.linspace(0, 1, 21), alpha=0.6, color=col, label=f"{mode} norms ({len(vals)} seeds)")
+    first = next(iter(by_mode.values()))
+    ax.axvline(first["model_rates"]["ioi_same"]["p_correct"], ls="--", c="k", lw=1, label="model")
+    ax.axvline(BAD_THRESHOLD, ls=":", c="gray", lw=1, label=f"bad below {BAD_THRESHOLD}")
+    ax.set(title=title, xlabel="mean P_correct", ylabel="seeds")
 
 
 def plot_sweep_trials(sweeps: dict[str, dict[str, dict | None]], models: list[str], tasks: list[str]):
