@@ -243,6 +243,13 @@ def test_tuned_seed_circuits_prunes_each_seed_alone_and_keeps_the_best(swept, ti
     assert alone["tiny/pronoun/zero"]["cached"]
     reached = [x["nodes"] for x in r["rows"] if x["reached_target"]]
     assert r["best_nodes"] == (min(reached) if reached else None)
+    # the pruning time is the runs' own, also when the circuits come back from the cache
+    metas = [e["circuit"].meta for e in r["circuits"]]
+    assert r["prune_seconds"] == pytest.approx(sum(m["train_seconds"] + m["discretize_seconds"] for m in metas))
+    again = tuned_seed_circuits(loaded, "tiny", ["pronoun"], fallback, tests, [3, 5], {"steps": 3}, cache, root)[
+        "pronoun"
+    ]
+    assert all(e["cached"] for e in again["circuits"]) and again["prune_seconds"] == r["prune_seconds"] > 0
     with pytest.raises(ValueError, match="at least one seed"):
         tuned_seed_circuits(loaded, "tiny", ["pronoun"], fallback, tests, [], root=root)
 

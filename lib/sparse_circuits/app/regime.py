@@ -152,6 +152,13 @@ def tuned_circuits(
     return entries, used
 
 
+def pruning_seconds(entries) -> float:
+    """Wall time that the pruning runs behind ``entries`` (``prune_and_evaluate`` entries, one run of one seed each)
+    took when they ran, from their circuits' metadata: a circuit loaded from the cache counts its original run (its
+    mask training and discretization), not the time to load it."""
+    return float(sum(e["circuit"].meta["train_seconds"] + e["circuit"].meta["discretize_seconds"] for e in entries))
+
+
 def tuned_seed_circuits(
     loaded: dict,
     model_name: str,
@@ -169,7 +176,8 @@ def tuned_seed_circuits(
     Returns {task: {"circuits": the ``prune_and_evaluate`` entries, one per seed, "rows": their summaries with
     "seed" and "kept_in_training" (nodes with a positive logit at the last step, which the discretized circuit can
     far exceed when many logits tie at the clamp and the search meets a loss that does not fall with k), "used": what the runs used (as ``tuned_circuits`` says, without the seed), "best_nodes": the smallest
-    circuit reaching the target (None when no seed reached it), "seconds": wall time of the task's runs}}."""
+    circuit reaching the target (None when no seed reached it), "seconds": wall time of this call for the task (a
+    cached circuit takes its load time), "prune_seconds": ``pruning_seconds`` of its circuits}}."""
     if not seeds:
         raise ValueError("need at least one seed")
     out = {}
@@ -191,6 +199,7 @@ def tuned_seed_circuits(
             "used": used,
             "best_nodes": min(reached) if reached else None,
             "seconds": time.perf_counter() - t0,
+            "prune_seconds": pruning_seconds(circuits),
         }
     return out
 
