@@ -174,6 +174,9 @@ def test_size_cells_take_the_smallest_passing_circuit_per_seed():
     assert c["nodes_ratio"] == pytest.approx(np.sqrt(40 * 30) / np.sqrt(8 * 12))
     assert c["edges_ratio"] == pytest.approx(c["nodes_ratio"])
     assert c["nodes_ci95"][0] > 1 and fs.ratio_verdict_of_cells(cells) == "yes"
+    # a stricter threshold: between the interval's lower end and the estimate -> partly; above the estimate -> no
+    assert fs.ratio_verdict_of_cells(cells, (c["nodes_ci95"][0] + c["nodes_ratio"]) / 2) == "partly"
+    assert fs.ratio_verdict_of_cells(cells, c["nodes_ratio"] + 0.01) == "no"
     # too few passing seeds on a side: the task is not judged
     thin = fs.size_cells(records, ["t"], "s", "d", lambda r: r["passes"] and r["seed"] == 0)
     assert thin["t"]["nodes_ratio"] is None and fs.ratio_verdict_of_cells(thin) == "n/a"

@@ -57,6 +57,34 @@ def test_sweep_trials_fill_reaching_trials_and_skip_tasks_without_sweeps():
         plots.plot_sweep_trials(sweeps, ["b"], ["pronoun"])
 
 
+def test_size_records_plot_reaching_seeds_and_their_geometric_mean():
+    rec = lambda m, t, n, ok=True: dict(model=m, task=t, nodes=n, edges=2 * n, reached=ok)  # noqa: E731
+    records = [rec("a", "ioi", 10), rec("a", "ioi", 40), rec("a", "ioi", 5000, ok=False), rec("b", "ioi", 7)]
+    fig = plots.plot_size_records(records, ["a", "b"], ["ioi"])
+    nodes_ax = fig.axes[0]
+    dots = [c for c in nodes_ax.collections if c.get_label() in ("a", "b")]
+    assert [sorted(c.get_offsets()[:, 1].tolist()) for c in dots] == [[10, 40], [7]]  # the missed seed is left out
+    bars = [c for c in nodes_ax.collections if c not in dots]
+    assert bars[0].get_segments()[0][0][1] == pytest.approx(20.0)  # geometric mean of 10 and 40
+    assert fig.axes[1].collections[0].get_offsets()[:, 1].tolist() == [20, 80]  # edges
+
+
+def test_search_twins_plot_one_point_per_circuit_and_hollow_misses():
+    row = lambda s, t, k, ok=True: dict(standard_nodes=s, trained_nodes=t, kept_in_training=k, standard_reached=ok,  # noqa: E731
+                                        trained_reached=True)  # fmt: skip
+    twins = {"a": {"rows": [row(1708, 23, 28), row(25, 25, 30)]}, "b": {"rows": [row(6749, 6749, 0, ok=False)]}}
+    fig = plots.plot_search_twins(twins, far_ratio=10)
+    left, right = fig.axes
+    filled = [c for c in left.collections if c.get_label() in ("a", "b")]
+    assert [len(c.get_offsets()) for c in filled] == [2, 0]  # b's circuit missed the target under one search: hollow
+    assert sum(len(c.get_offsets()) for c in left.collections) == 3
+    assert [len(c.get_offsets()) for c in right.collections] == [3, 3]  # both searches per circuit
+    assert right.collections[0].get_offsets()[2][0] == 1  # nothing kept in training is drawn at 1 (log scale)
+    assert any("10x" in t.get_text() for t in right.get_legend().get_texts())
+    with pytest.raises(ValueError, match="no circuits"):
+        plots.plot_search_twins({"a": {"rows": []}}, 10)
+
+
 def test_residual_rms_boxes_per_group_skip_empty_sets():
     import torch
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..analysis import discretization
 from ..analysis.generalization import seed_study
 from ..analysis.walkthrough import evaluate_full
 from ..circuits.ablation import resolve_ablation
@@ -275,28 +276,76 @@ def prune_circuits(
     return {k: out[k] for k in order}
 
 
+def cached_batch(
+    loaded_model: tuple,
+    cfg: PruneConfig,
+    seeds: list[int],
+    model_name: str,
+    task: str,
+    cache_dir: str | Path | None,
+    progress: bool = False,
+) -> tuple[list[Circuit], bool]:
+    """The circuits of ``seeds`` pruned together in one batched run of ``task`` on one ``inference.load`` result,
+    kept in ``cache_dir`` (None: nothing kept), and whether they came from there. Runs of different batches can
+    differ in the last bits, so each circuit's ``cache_key`` also names the whole batch of seeds: the batch is
+    reused only when every seed's circuit of exactly this batch is there, and is otherwise pruned and saved whole."""
+    model, tok, model_config = loaded_model
+    seeds = list(seeds)
+    t = get_task(task)
+    if cache_dir is not None:
+        weights = weights_digest(model)
+        keys = [cache_key(model_name, weights, model_config, t, cfg, s) | {"batch_seeds": seeds} for s in seeds]
+        found = [cached_circuit(Path(cache_dir), k) for k in keys]
+        if all(c is not None for _, c in found):
+            return [c for _, c in found], True
+    circuits = prune(model, tok, t, cfg, seeds=seeds, progress=progress, model_name=model_name)
+    if cache_dir is not None:
+        for (path, _), key, circuit in zip(found, keys, circuits):
+            save_cached(path, key, circuit)
+    return circuits, False
+
+
 def cached_seed_study(
     loaded_model: tuple, cfg: PruneConfig, seeds: list[int], model_name: str, cache_dir: str | Path | None, **kwargs
 ) -> dict:
-    """``generalization.seed_study`` of one ``inference.load`` result, its circuits kept in ``cache_dir`` (None:
-    nothing kept). The seeds are pruned together in one batched run, whose circuits can differ in the last bits from
-    runs of other batches, so each circuit's ``cache_key`` also names the whole batch of seeds: a study is reused
-    only when every seed's circuit of exactly this batch is there, and is otherwise pruned and saved whole."""
-    model, tok, model_config = loaded_model
-    seeds = list(seeds)
-    circuits = None
-    if cache_dir is not None:
-        task, weights = get_task(kwargs.get("task", "ioi")), weights_digest(model)
-        keys = [cache_key(model_name, weights, model_config, task, cfg, s) | {"batch_seeds": seeds} for s in seeds]
-        found = [cached_circuit(Path(cache_dir), k) for k in keys]
-        if all(c is not None for _, c in found):
-            circuits = [c for _, c in found]
-    study = seed_study(model, tok, cfg, seeds, model_name=model_name, circuits=circuits, **kwargs)
-    if cache_dir is not None and circuits is None:
-        for (path, _), key, circuit in zip(found, keys, study["circuits"]):
-            save_cached(path, key, circuit)
-    study["cached"] = circuits is not None
+    """``generalization.seed_study`` of one ``inference.load`` result on the circuits of ``cached_batch`` (its task
+    ``kwargs["task"]``, default IOI), so a study's circuits are pruned once and kept in ``cache_dir``."""
+    model, tok, _ = loaded_model
+    circuits, cached = cached_batch(
+        loaded_model, cfg, seeds, model_name, kwargs.get("task", "ioi"), cache_dir, kwargs.get("progress", False)
+    )
+    study = seed_study(model, tok, cfg, list(seeds), model_name=model_name, circuits=circuits, **kwargs)
+    study["cached"] = cached
     return study
+
+
+def cached_rediscretize(
+    loaded_model: tuple, circuit: Circuit, cache_dir: str | Path | None, weights: str | None = None, **overrides
+) -> Circuit:
+    """``analysis.discretization.rediscretize`` of ``circuit`` on one ``inference.load`` result, kept in
+    ``cache_dir`` (None: nothing kept) under a key naming the circuit's logits (their SHA-256), its pruning config
+    and seed, the overrides, the weights (``weights``: their ``weights_digest``, computed when not given) and the
+    code (the pruning layers and the module that re-discretizes)."""
+    model, tok, _ = loaded_model
+    if cache_dir is None:
+        return discretization.rediscretize(model, tok, circuit, **overrides)
+    key = {
+        "rediscretize": overrides,
+        "tau_sha256": hashlib.sha256(circuit.tau.float().contiguous().numpy().tobytes()).hexdigest(),
+        "prune_config": circuit.meta.get("prune_config"),
+        "task": circuit.meta.get("task"),
+        "seed": circuit.meta.get("seed"),
+        "weights_sha256": weights or weights_digest(model),
+        "package_version": __version__,
+        "code_sha256": source_digest(),
+        "rediscretize_sha256": hashlib.sha256(Path(discretization.__file__).read_bytes()).hexdigest(),
+    }
+    key = json.loads(json.dumps(key, sort_keys=True))
+    path, found = cached_circuit(Path(cache_dir), key)
+    if found is None:
+        found = discretization.rediscretize(model, tok, circuit, **overrides)
+        save_cached(path, key, found)
+    return found
 
 
 def ablation_for(entry: dict, model, tok, data: TaskData):

@@ -347,13 +347,15 @@ def size_cells(records: list[dict], tasks, sparse: str, dense: str, select, min_
     return out
 
 
-def ratio_verdict_of_cells(cells: dict) -> str:
+def ratio_verdict_of_cells(cells: dict, threshold: float = 1.0) -> str:
     """C1 over tasks from ``size_cells``: "yes" when in every judged task the whole 95% interval of the dense /
-    sparse node ratio lies above 1, "partly" when some task's estimate is above 1, "no" otherwise; "n/a" when no
-    task is judged."""
+    sparse node ratio lies above ``threshold``, "partly" when some task's estimate is above it, "no" otherwise;
+    "n/a" when no task is judged."""
     judged = [c for c in cells.values() if c["nodes_ratio"] is not None]
     return verdict(
-        all(c["nodes_ci95"][0] > 1 for c in judged), any(c["nodes_ratio"] > 1 for c in judged), judged=bool(judged)
+        all(c["nodes_ci95"][0] > threshold for c in judged),
+        any(c["nodes_ratio"] > threshold for c in judged),
+        judged=bool(judged),
     )
 
 

@@ -6,11 +6,14 @@
   the run.
 - ``size_records``: circuit size (nodes and edges) at the target loss over several seeds, one batched pruning run
   per (model, task); ``faithful_study.size_cells`` turns them into dense / sparse ratios with bootstrap intervals.
+- ``tuned_size_records``: the same records at each (model, task)'s tuned values, e.g. at Drori's budget.
 - ``tuned_sweeps``: what the Optuna sweeps behind the tuned pruning configs (``configs/pruning/``) found per
   (model, task): the best circuit's size and every trial, read from the config files (no pruning).
 - ``tuned_circuits``: one circuit per task, pruned with its tuned config (the papers' protocol), for the
   walkthrough-style analyses (C3, and notebooks 08/09's D2 and D3) on the wide model; ``tuned_seed_circuits``:
   several seeds of them, e.g. at Drori's 2000-step budget (D1).
+- ``search_twins``: each circuit discretized again from its own logits by the other search (with or without the
+  count training kept), to see which results depend on the discretization search.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..core.paths import REPO_ROOT, model_dir
+from ..model.checkpoint import weights_digest
 from ..pruning.pruner import PruneConfig, prune
 from ..pruning.tuned import load_tuned_config
 from ..tasks import TaskData, evaluate, get_task
-from .experiments import prune_and_evaluate
+from .experiments import cached_batch, cached_rediscretize, prune_and_evaluate
 from .report import training_cost
 
 # What the model must reach on the test split to count as solving the tasks (the regime issue's bars), fixed
@@ -93,6 +97,40 @@ def size_records(
             seconds[f"{name}/{t}"] = time.perf_counter() - t0
             records += circuit_records(name, t, seeds, circuits)
     return records, seconds
+
+
+def tuned_size_records(
+    loaded: dict,
+    tasks: list[str],
+    ablation: str,
+    seeds: list[int],
+    overrides: dict | None = None,
+    cache_dir: str | Path | None = None,
+    root: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], dict[str, dict], dict[str, float]]:
+    """``size_records`` at each (model, task)'s tuned values: every model of ``loaded`` and task with a tuned
+    config (``ablation``, free norms; from ``root``, default ``configs/pruning/``) is pruned for all ``seeds`` in one
+    batched run at that config with ``overrides`` on top (e.g. Drori's 2000 steps), kept in ``cache_dir``
+    (``cached_batch``: the same batch pruned elsewhere with the same config, e.g. a seed study, is reused).
+
+    Returns (the records, {"model/task": what was used: "steps", "batch_size", "k_coef", "lr",
+    "search_trained_count"}, {"model/task": ``pruning_seconds`` of the run}); (model, task) pairs without a tuned
+    config are left out of all three."""
+    records, used, seconds = [], {}, {}
+    for name, loaded_model in loaded.items():
+        for t in tasks:
+            config = load_tuned_config(name, t, ablation, root=root)
+            if config is None:
+                continue
+            cfg = config.prune_config(**(overrides or {}))
+            circuits, _ = cached_batch(loaded_model, cfg, seeds, name, t, cache_dir, progress)
+            records += circuit_records(name, t, seeds, circuits)
+            used[f"{name}/{t}"] = {
+                k: getattr(cfg, k) for k in ("steps", "batch_size", "k_coef", "lr", "search_trained_count")
+            }
+            seconds[f"{name}/{t}"] = circuits[0].meta["train_seconds"] + circuits[0].meta["discretize_seconds"]
+    return records, used, seconds
 
 
 def circuit_records(model_name: str, task: str, seeds: list[int], circuits: list) -> list[dict]:
@@ -265,3 +303,43 @@ def best_nodes_ratio(base: dict, other: dict) -> float | None:
     if b is None:
         return None
     return float("inf") if o is None else o / b
+
+
+SEARCHES = {False: "standard", True: "trained count"}
+"""The two discretization searches, by ``PruneConfig.search_trained_count``: the log-spaced grid and bisection
+alone, or with each run's own count of nodes that training kept (docs/pruning.md, "Discretization")."""
+
+
+def search_twins(loaded: dict, groups: dict[str, tuple[str, list]], cache_dir: str | Path | None = None) -> dict:
+    """Every circuit of ``groups`` ({group: (model name, [Circuit])}) under both discretization searches: its own,
+    and its twin from ``cached_rediscretize`` with ``search_trained_count`` switched (same logits, same fixed
+    evaluation prompts; kept in ``cache_dir``).
+
+    Returns {group: {"model", "standard" / "trained count": the circuits under that search (in order), "rows": per
+    circuit "seed", "own" (the search it was pruned with), "standard_nodes", "standard_reached", "trained_nodes",
+    "trained_reached", "kept_in_training" (nodes with a positive logit at the last step), "changed": how many
+    circuits differ in nodes between the searches}}."""
+    weights, out = {}, {}
+    for group, (m, circuits) in groups.items():
+        w = weights.setdefault(m, weights_digest(loaded[m][0]))
+        by_search, rows = {name: [] for name in SEARCHES.values()}, []
+        for c in circuits:
+            own = bool(c.meta["prune_config"]["search_trained_count"])
+            twin = cached_rediscretize(loaded[m], c, cache_dir, w, search_trained_count=not own)
+            std, trained = (twin, c) if own else (c, twin)
+            by_search["standard"].append(std)
+            by_search["trained count"].append(trained)
+            rows.append(
+                {
+                    "seed": c.meta.get("seed"),
+                    "own": SEARCHES[own],
+                    "standard_nodes": std.n_nodes,
+                    "standard_reached": bool(std.meta["reached_target"]),
+                    "trained_nodes": trained.n_nodes,
+                    "trained_reached": bool(trained.meta["reached_target"]),
+                    "kept_in_training": c.meta.get("final_kept_during_training"),
+                }
+            )
+        changed = sum(r["standard_nodes"] != r["trained_nodes"] for r in rows)
+        out[group] = {"model": m, **by_search, "rows": rows, "changed": changed}
+    return out

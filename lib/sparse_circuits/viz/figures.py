@@ -218,6 +218,58 @@ def plot_sweep_trials(sweeps: dict[str, dict[str, dict | None]], models: list[st
     return fig
 
 
+def plot_size_records(records: list[dict], models: list[str], tasks: list[str], title: str = ""):
+    """Circuit nodes and edges per (task, model), one dot per seed reaching the target loss and a bar at their
+    geometric mean (C1 over seeds). ``records``: ``app.regime.size_records`` rows."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, key in zip(axes, ("nodes", "edges")):
+        for j, t in enumerate(tasks):
+            for i, m in enumerate(models):
+                ys = [r[key] for r in records if r["model"] == m and r["task"] == t and r["reached"]]
+                at = j + (i - (len(models) - 1) / 2) * 0.25
+                xs = at + np.linspace(-0.06, 0.06, max(len(ys), 1))[: len(ys)]
+                ax.scatter(xs, ys, s=14, color=f"C{i}", label=m if j == 0 else None)
+                if ys:
+                    ax.hlines(np.exp(np.mean(np.log(ys))), at - 0.1, at + 0.1, color=f"C{i}")
+        ax.set_xticks(range(len(tasks)), tasks)
+        ax.set(yscale="log", ylabel=f"circuit {key} (seeds reaching the target)",
+               title=f"{title}{', ' if title else ''}{key}: dots seeds, bars geometric means")  # fmt: skip
+    legend_outside(fig, axes[:1])
+    return fig
+
+
+def plot_search_twins(twins: dict[str, dict], far_ratio: float):
+    """Two panels for ``app.regime.search_twins``: each circuit's nodes under the standard search against the
+    trained-count search (one colour per group; hollow: missed the target under either), and both searches' node
+    counts against the nodes training kept, with the line where a circuit has ``far_ratio`` times as many."""
+    rows = [(i, r) for i, t in enumerate(twins.values()) for r in t["rows"]]
+    if not rows:
+        raise ValueError("plot_search_twins: no circuits")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for i, (group, t) in enumerate(twins.items()):
+        col = plt.cm.tab20(i % 20)  # more groups than the ten default colours
+        x, y = [r["standard_nodes"] for r in t["rows"]], [r["trained_nodes"] for r in t["rows"]]
+        both = [r["standard_reached"] and r["trained_reached"] for r in t["rows"]]
+        a.scatter([v for v, k in zip(x, both) if k], [v for v, k in zip(y, both) if k], s=22, color=col, label=group)
+        a.scatter([v for v, k in zip(x, both) if not k], [v for v, k in zip(y, both) if not k], s=22,
+                  facecolors="none", edgecolors=col)  # fmt: skip
+    kept = [max(r["kept_in_training"] or 0, 1) for _, r in rows]
+    b.scatter(kept, [r["standard_nodes"] for _, r in rows], s=26, marker="x", color="C3", label="standard search")
+    b.scatter(kept, [r["trained_nodes"] for _, r in rows], s=16, color="C0", label="trained-count search")
+    lo = 1
+    hi = max(max(r["standard_nodes"], r["trained_nodes"], k) for (_, r), k in zip(rows, kept)) * 1.5
+    a.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--")
+    b.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--", label="as many as training kept")
+    b.plot([lo, hi / far_ratio], [far_ratio * lo, hi], color="gray", lw=1, ls=":", label=f"{far_ratio:g}x as many")
+    a.set(xscale="log", yscale="log", xlabel="nodes, standard search", ylabel="nodes, trained-count search",
+          title="the same logits discretized by both searches")  # fmt: skip
+    b.set(xscale="log", yscale="log", xlabel="nodes with a positive logit at the last step (at least 1)",
+          ylabel="circuit nodes", title="circuit size against what training kept")  # fmt: skip
+    b.legend(fontsize=8, loc="lower right")
+    legend_outside(fig, [a], where="below", ncol=3, fontsize=8)
+    return fig
+
+
 def plot_suite_passes(rows: dict[str, dict], measures: tuple[str, ...], title: str):
     """The faithfulness suite as a grid: one row per circuit ({label: {"nodes", "metrics", "passes"}}, as
     ``app.faithful_study.score_case`` returns them), one column per measure; each cell shows the measured value,
