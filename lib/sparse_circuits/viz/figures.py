@@ -233,7 +233,9 @@ def plot_size_records(records: list[dict], models: list[str], tasks: list[str], 
                     ax.hlines(np.exp(np.mean(np.log(ys))), at - 0.1, at + 0.1, color=f"C{i}")
         ax.set_xticks(range(len(tasks)), tasks)
         ax.set(yscale="log", ylabel=f"circuit {key} (seeds reaching the target)",
-               title=f"{title}{', ' if title else ''}{key}: dots seeds, bars geometric means")  # fmt: skip
+               title=f"{key}: dots seeds, bars geometric means")  # fmt: skip
+    if title:
+        fig.suptitle(title)
     legend_outside(fig, axes[:1])
     return fig
 
