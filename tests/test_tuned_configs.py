@@ -315,3 +315,22 @@ def test_sweep_resumes_after_a_kill_and_ends_as_an_uninterrupted_sweep(tiny_mode
     # another sweep's checkpoint is refused, naming what differs
     with pytest.raises(ValueError, match=r"another sweep \(differs in \['seed'\]\)"):
         sweep_module.sweep(model, tok, task, cfg, n_trials=5, parallel=2, seed=4, progress=False, checkpoint_dir=ckpt)
+
+
+def test_tuned_size_records_prune_each_tuned_pair_once_as_one_cached_batch(swept, tiny_model_dir, tmp_path):
+    from sparse_circuits.app.experiments import cached_batch
+    from sparse_circuits.app.regime import run_seconds, tuned_size_records
+    from sparse_circuits.model.inference import load
+
+    root, _ = swept
+    loaded = {"tiny": load(tiny_model_dir)}
+    cache = tmp_path / "circuits"
+    # pronoun has a tuned config, ioi has none: ioi is left out of all three results
+    recs, used, secs = tuned_size_records(loaded, ["pronoun", "ioi"], "zero", [0, 1], {"steps": 2}, cache, root, False)
+    assert [(r["task"], r["seed"]) for r in recs] == [("pronoun", 0), ("pronoun", 1)] and list(used) == ["tiny/pronoun"]
+    assert used["tiny/pronoun"]["steps"] == 2 and secs["tiny/pronoun"] == run_seconds(recs[0]["circuit"]) > 0
+    # the batch is the one cached_batch keeps: asked again with the same config and seeds, it comes from the cache
+    cfg = tuned_prune_config("tiny", "pronoun", "zero", root=root, steps=2)
+    circuits, cached = cached_batch(loaded["tiny"], cfg, [0, 1], "tiny", "pronoun", cache)
+    assert cached and [c.n_nodes for c in circuits] == [r["nodes"] for r in recs]
+    assert all(torch.equal(c.tau, r["circuit"].tau) for c, r in zip(circuits, recs))

@@ -129,7 +129,7 @@ def tuned_size_records(
             used[f"{name}/{t}"] = {
                 k: getattr(cfg, k) for k in ("steps", "batch_size", "k_coef", "lr", "search_trained_count")
             }
-            seconds[f"{name}/{t}"] = circuits[0].meta["train_seconds"] + circuits[0].meta["discretize_seconds"]
+            seconds[f"{name}/{t}"] = run_seconds(circuits[0])  # the seeds share one run
     return records, used, seconds
 
 
@@ -190,11 +190,15 @@ def tuned_circuits(
     return entries, used
 
 
+def run_seconds(circuit) -> float:
+    """Wall time of the pruning run that made ``circuit`` (its mask training and discretization, for every seed of
+    its batch), from its metadata: a circuit loaded from the cache counts its original run, not the time to load it."""
+    return float(circuit.meta["train_seconds"] + circuit.meta["discretize_seconds"])
+
+
 def pruning_seconds(entries) -> float:
-    """Wall time that the pruning runs behind ``entries`` (``prune_and_evaluate`` entries, one run of one seed each)
-    took when they ran, from their circuits' metadata: a circuit loaded from the cache counts its original run (its
-    mask training and discretization), not the time to load it."""
-    return float(sum(e["circuit"].meta["train_seconds"] + e["circuit"].meta["discretize_seconds"] for e in entries))
+    """``run_seconds`` summed over ``entries`` (``prune_and_evaluate`` entries, one run of one seed each)."""
+    return sum(run_seconds(e["circuit"]) for e in entries)
 
 
 def tuned_seed_circuits(
@@ -321,7 +325,9 @@ def search_twins(loaded: dict, groups: dict[str, tuple[str, list]], cache_dir: s
     circuits differ in nodes between the searches}}."""
     weights, out = {}, {}
     for group, (m, circuits) in groups.items():
-        w = weights.setdefault(m, weights_digest(loaded[m][0]))
+        if m not in weights:  # once per model
+            weights[m] = weights_digest(loaded[m][0])
+        w = weights[m]
         by_search, rows = {name: [] for name in SEARCHES.values()}, []
         for c in circuits:
             own = bool(c.meta["prune_config"]["search_trained_count"])

@@ -244,7 +244,7 @@ def plot_search_twins(twins: dict[str, dict], far_ratio: float):
     """Two panels for ``app.regime.search_twins``: each circuit's nodes under the standard search against the
     trained-count search (one colour per group; hollow: missed the target under either), and both searches' node
     counts against the nodes training kept, with the line where a circuit has ``far_ratio`` times as many."""
-    rows = [(i, r) for i, t in enumerate(twins.values()) for r in t["rows"]]
+    rows = [r for t in twins.values() for r in t["rows"]]
     if not rows:
         raise ValueError("plot_search_twins: no circuits")
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
@@ -255,11 +255,11 @@ def plot_search_twins(twins: dict[str, dict], far_ratio: float):
         a.scatter([v for v, k in zip(x, both) if k], [v for v, k in zip(y, both) if k], s=22, color=col, label=group)
         a.scatter([v for v, k in zip(x, both) if not k], [v for v, k in zip(y, both) if not k], s=22,
                   facecolors="none", edgecolors=col)  # fmt: skip
-    kept = [max(r["kept_in_training"] or 0, 1) for _, r in rows]
-    b.scatter(kept, [r["standard_nodes"] for _, r in rows], s=26, marker="x", color="C3", label="standard search")
-    b.scatter(kept, [r["trained_nodes"] for _, r in rows], s=16, color="C0", label="trained-count search")
+    kept = [max(r["kept_in_training"] or 0, 1) for r in rows]
+    b.scatter(kept, [r["standard_nodes"] for r in rows], s=26, marker="x", color="C3", label="standard search")
+    b.scatter(kept, [r["trained_nodes"] for r in rows], s=16, color="C0", label="trained-count search")
     lo = 1
-    hi = max(max(r["standard_nodes"], r["trained_nodes"], k) for (_, r), k in zip(rows, kept)) * 1.5
+    hi = max(max(r["standard_nodes"], r["trained_nodes"], k) for r, k in zip(rows, kept)) * 1.5
     a.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--")
     b.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--", label="as many as training kept")
     b.plot([lo, hi / far_ratio], [far_ratio * lo, hi], color="gray", lw=1, ls=":", label=f"{far_ratio:g}x as many")
