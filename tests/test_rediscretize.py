@@ -86,3 +86,30 @@ def test_search_twins_pairs_each_circuit_with_the_other_search(pruned, tmp_path)
     flipped = search_twins({"tiny": (model, tok, {})}, {"g": ("tiny", out["trained count"])}, tmp_path)["g"]
     assert [r["own"] for r in flipped["rows"]] == ["trained count"] * len(circuits)
     assert [c.n_nodes for c in flipped["standard"]] == [c.n_nodes for c in circuits]
+
+
+def test_twins_summary_counts_each_search_and_the_circuits_the_search_sized():
+    from sparse_circuits.app.regime import other_search, sized_by_search, twins_summary
+
+    assert other_search("standard") == "trained count" and other_search("trained count") == "standard"
+    assert sized_by_search(1708, 28, 10) and not sized_by_search(23, 28, 10)
+    assert sized_by_search(11, 0, 10) and not sized_by_search(10, None, 10)  # nothing kept counts as one node
+    row = lambda s, t, k, ok=True: dict(own="standard", standard_nodes=s, trained_nodes=t, kept_in_training=k,  # noqa: E731
+                                        standard_reached=ok, trained_reached=True)  # fmt: skip
+    twins = {"g": {"model": "m", "changed": 1, "rows": [row(1708, 23, 28), row(25, 25, 30), row(40, 40, 41, ok=False)]}}
+    d = twins_summary(twins, far_ratio=10)["g"]
+    assert (d["model"], d["own"], d["n"], d["changed"]) == ("m", "standard", 3, 1)
+    assert (d["standard_median_nodes"], d["trained_median_nodes"]) == (40.0, 25.0)
+    assert (d["standard_reached"], d["trained_reached"]) == (2, 3)
+    assert (d["standard_far"], d["trained_far"]) == (1, 0)
+
+
+def test_evaluated_study_is_the_seed_study_of_the_same_circuits(pruned):
+    from sparse_circuits.analysis.generalization import seed_study, summarize
+    from sparse_circuits.app.regime import evaluated_study
+
+    model, tok, circuits = pruned
+    cfg = PruneConfig.from_dict(circuits[0].meta["prune_config"])
+    direct = summarize(seed_study(model, tok, cfg, [0, 1], circuits=circuits, n_eval=8))
+    again = evaluated_study((model, tok, {}), circuits, [0, 1], 8)
+    assert again["eval"] == direct["eval"] and again["nodes"] == direct["nodes"] and again["class"] == direct["class"]

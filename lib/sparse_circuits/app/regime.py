@@ -19,10 +19,12 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..analysis.generalization import seed_study, summarize
 from ..core.paths import REPO_ROOT, model_dir
 from ..model.checkpoint import weights_digest
 from ..pruning.pruner import PruneConfig, prune
@@ -312,6 +314,52 @@ def best_nodes_ratio(base: dict, other: dict) -> float | None:
 SEARCHES = {False: "standard", True: "trained count"}
 """The two discretization searches, by ``PruneConfig.search_trained_count``: the log-spaced grid and bisection
 alone, or with each run's own count of nodes that training kept (docs/pruning.md, "Discretization")."""
+
+
+ROW_PREFIX = {"standard": "standard", "trained count": "trained"}
+"""Each search's prefix in ``search_twins``' rows ("standard_nodes", "trained_nodes", ...)."""
+
+
+def other_search(own: str) -> str:
+    """The search of ``SEARCHES`` that is not ``own``."""
+    return next(s for s in SEARCHES.values() if s != own)
+
+
+def sized_by_search(nodes: int, kept_in_training: float | None, far_ratio: float) -> bool:
+    """Whether a circuit has more than ``far_ratio`` times the nodes training kept (at least 1): its size was then
+    chosen by the discretization search, not by training."""
+    return nodes > far_ratio * max(kept_in_training or 0, 1)
+
+
+def twins_summary(twins: dict, far_ratio: float) -> dict:
+    """Per group of ``search_twins``: "model", "own" (the search its circuits were pruned with), "n", "changed",
+    "rows", and per search (prefix of ``ROW_PREFIX``) the median nodes, the count reaching the target and the count
+    ``sized_by_search``."""
+    out = {}
+    for group, tw in twins.items():
+        rs = tw["rows"]
+        out[group] = {
+            "model": tw["model"],
+            "own": rs[0]["own"],
+            "n": len(rs),
+            "changed": tw["changed"],
+            "rows": rs,
+            **{f"{k}_median_nodes": float(statistics.median(r[f"{k}_nodes"] for r in rs)) for k in ROW_PREFIX.values()},
+            **{f"{k}_reached": sum(r[f"{k}_reached"] for r in rs) for k in ROW_PREFIX.values()},
+            **{
+                f"{k}_far": sum(sized_by_search(r[f"{k}_nodes"], r["kept_in_training"], far_ratio) for r in rs)
+                for k in ROW_PREFIX.values()
+            },
+        }
+    return out
+
+
+def evaluated_study(loaded_model: tuple, circuits: list, seeds: list[int], n_eval: int) -> dict:
+    """``generalization.summarize`` of a seed study on circuits already discretized (nothing pruned), at the config
+    they record, with ``n_eval`` held-out prompts per eval task."""
+    model, tok, _ = loaded_model
+    cfg = PruneConfig.from_dict(circuits[0].meta["prune_config"])
+    return summarize(seed_study(model, tok, cfg, seeds, circuits=circuits, n_eval=n_eval))
 
 
 def search_twins(loaded: dict, groups: dict[str, tuple[str, list]], cache_dir: str | Path | None = None) -> dict:
