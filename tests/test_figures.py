@@ -358,6 +358,30 @@ def test_seed_study_cache_reuses_only_the_same_batch_of_seeds(tiny_loaded, tmp_p
         seed_study(model, tok, cfg, [0], circuits=fresh["circuits"], **kw)
 
 
+def test_sharded_seed_study_caches_each_shard(tiny_loaded, tmp_path, one_thread):
+    from sparse_circuits.app.experiments import cached_batch, cached_seed_study, seed_shards
+    from sparse_circuits.pruning.pruner import PruneConfig
+
+    assert seed_shards([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]] and seed_shards([3, 4], None) == [[3, 4]]
+    with pytest.raises(ValueError, match="shard"):
+        seed_shards([0], 0)
+    cfg = PruneConfig(ablation="zero", steps=3, batch_size=4, eval_n=8)
+    kw = dict(eval_tasks=("ioi", "ioi_same"), n_eval=8)
+    # one shard filled beforehand (as a separate process would), the other pruned by the study
+    shard0, _ = cached_batch(tiny_loaded["tiny"], cfg, [0, 1], "tiny", "ioi", tmp_path)
+    first = cached_seed_study(tiny_loaded["tiny"], cfg, [0, 1, 2], "tiny", tmp_path, shard=2, **kw)
+    assert not first["cached"] and len(list(tmp_path.iterdir())) == 3
+    assert all(torch.equal(a.tau, b.tau) for a, b in zip(first["circuits"][:2], shard0))
+    shard1, hit = cached_batch(tiny_loaded["tiny"], cfg, [2], "tiny", "ioi", tmp_path)
+    assert hit and torch.equal(first["circuits"][2].tau, shard1[0].tau)
+    again = cached_seed_study(tiny_loaded["tiny"], cfg, [0, 1, 2], "tiny", tmp_path, shard=2, **kw)
+    assert again["cached"] and again["nodes"] == first["nodes"] and again["eval"] == first["eval"]
+    # the study's pruning time is both runs' time, however many seeds each had
+    runs = [shard0[0].meta, shard1[0].meta]
+    total = sum(m["train_seconds"] + m["discretize_seconds"] for m in runs)
+    assert again["seconds"]["prune"] == pytest.approx(total)
+
+
 def test_cache_key_changes_with_the_weights(tiny_loaded):
     from sparse_circuits.app.experiments import cache_key, weights_digest
     from sparse_circuits.pruning.pruner import PruneConfig

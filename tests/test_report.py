@@ -122,6 +122,23 @@ def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
         bootstrap_ci([])
 
 
+def test_binomial_interval_is_clopper_pearson():
+    from sparse_circuits.app.verdicts import binomial_interval
+
+    # k = 0 and k = n have closed forms: (0, 1 - (tail)^(1/n)) and ((tail)^(1/n), 1)
+    assert binomial_interval(0, 8) == pytest.approx((0.0, 1 - 0.025 ** (1 / 8)), abs=1e-9)
+    assert binomial_interval(8, 8) == pytest.approx((0.025 ** (1 / 8), 1.0), abs=1e-9)
+    # published Clopper-Pearson values: 3 of 10 -> [0.0667, 0.6525]; 5 of 100 -> [0.0164, 0.1128]
+    assert binomial_interval(3, 10) == pytest.approx((0.0667, 0.6525), abs=1e-4)
+    assert binomial_interval(5, 100) == pytest.approx((0.0164, 0.1128), abs=1e-4)
+    low, high = binomial_interval(3, 10, level=0.5)
+    assert 0.0667 < low < 0.3 < high < 0.6525  # a lower level gives a narrower interval around k / n
+    with pytest.raises(ValueError, match="k <= n"):
+        binomial_interval(3, 2)
+    with pytest.raises(ValueError, match="level"):
+        binomial_interval(1, 2, level=1.0)
+
+
 def test_existential_and_universal_verdicts():
     from sparse_circuits.app.verdicts import existential_verdict, universal_verdict
 

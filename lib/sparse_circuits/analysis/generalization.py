@@ -133,6 +133,13 @@ def core_nodes(nodes: torch.Tensor, min_share: float = 0.9) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- study
 
 
+def run_share_seconds(circuit) -> float:
+    """A circuit's share of the wall time of the batched run that pruned it (mask training and discretization,
+    divided by the seeds of that run), from its metadata."""
+    total = sum(circuit.meta.get(k, 0.0) for k in ("train_seconds", "discretize_seconds"))
+    return total / max(1, int(circuit.meta.get("n_seeds_in_run", 1)))
+
+
 def seed_study(
     model,
     tokenizer,
@@ -150,7 +157,8 @@ def seed_study(
     """Prune ``task`` for every seed in one batched run, then evaluate every circuit on every eval task.
 
     ``circuits``: the seeds' circuits pruned before (one per seed, in order; e.g. from a cache), evaluated without
-    pruning again; ``seconds["prune"]`` is then the time their run took when it pruned them (from their metadata).
+    pruning again; ``seconds["prune"]`` is then the time their runs took when they pruned them (from their
+    metadata: consecutive circuits of one run share its time, so each counts its share of it).
 
     Returns a dict with the circuits, their masks ``[S, N]``, the pruner, per-seed numbers (nodes, edges, loss,
     reached_target, P_correct and name_2 rule share per eval task, class) and the model's own P_correct and
@@ -159,9 +167,7 @@ def seed_study(
     seeds = list(seeds)
     pruner = Pruner(model, tokenizer, get_task(task), cfg)
     t0 = time.perf_counter()
-    pruned_in = (
-        None if circuits is None else sum(circuits[0].meta.get(k, 0.0) for k in ("train_seconds", "discretize_seconds"))
-    )
+    pruned_in = None if circuits is None else sum(run_share_seconds(c) for c in circuits)
     if circuits is None:
         circuits = prune(
             model, tokenizer, pruner.task, cfg, seeds=seeds, pruner=pruner, progress=progress, model_name=model_name

@@ -305,15 +305,39 @@ def cached_batch(
     return circuits, False
 
 
+def seed_shards(seeds: list[int], shard: int | None) -> list[list[int]]:
+    """``seeds`` in consecutive batches of ``shard`` (None: one batch of all), the batched runs of a study."""
+    seeds = list(seeds)
+    if shard is None:
+        return [seeds]
+    if not isinstance(shard, int) or isinstance(shard, bool) or shard < 1:
+        raise ValueError(f"shard must be a positive number of seeds per run or None, got {shard!r}")
+    return [seeds[i : i + shard] for i in range(0, len(seeds), shard)]
+
+
 def cached_seed_study(
-    loaded_model: tuple, cfg: PruneConfig, seeds: list[int], model_name: str, cache_dir: str | Path | None, **kwargs
+    loaded_model: tuple,
+    cfg: PruneConfig,
+    seeds: list[int],
+    model_name: str,
+    cache_dir: str | Path | None,
+    shard: int | None = None,
+    **kwargs,
 ) -> dict:
     """``generalization.seed_study`` of one ``inference.load`` result on the circuits of ``cached_batch`` (its task
-    ``kwargs["task"]``, default IOI), so a study's circuits are pruned once and kept in ``cache_dir``."""
+    ``kwargs["task"]``, default IOI), so a study's circuits are pruned once and kept in ``cache_dir``.
+
+    ``shard``: seeds per batched run (``seed_shards``; None: all in one run). Each shard is cached on its own, so a
+    study grown by more shards prunes only the new ones, and separate processes can fill the shards in parallel.
+    ``cached`` is True when every shard came from the cache."""
     model, tok, _ = loaded_model
-    circuits, cached = cached_batch(
-        loaded_model, cfg, seeds, model_name, kwargs.get("task", "ioi"), cache_dir, kwargs.get("progress", False)
-    )
+    circuits, cached = [], True
+    for part in seed_shards(seeds, shard):
+        got, hit = cached_batch(
+            loaded_model, cfg, part, model_name, kwargs.get("task", "ioi"), cache_dir, kwargs.get("progress", False)
+        )
+        circuits += got
+        cached = cached and hit
     study = seed_study(model, tok, cfg, list(seeds), model_name=model_name, circuits=circuits, **kwargs)
     study["cached"] = cached
     return study
