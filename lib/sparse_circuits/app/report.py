@@ -129,7 +129,7 @@ def timings_table() -> list[str]:
         "Notebook wall times at full scale (2 CPU cores): "
         + ", ".join(f"`{k}` {v:.0f} s" for k, v in sorted(t.items()))
         + f"; total {sum(t.values()) / 60:.1f} min. Each is the notebook's last full run as it ran: a run that finds its"
-        " circuits saved in `runs/full/circuits` (notebooks 08-11 and 14 keep theirs, or some of them, there) prunes less than a fresh"
+        " circuits saved in `runs/full/circuits` (notebooks 08-11, 14 and 15 keep theirs, or some of them, there) prunes less than a fresh"
         " clone's first run."
     )
     run_path = FIGURES_DIR / "results" / "figures_run.json"
