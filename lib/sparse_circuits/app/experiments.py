@@ -7,7 +7,7 @@
   runs/<profile>/circuits) each circuit is saved once and reused by the next notebook that asks for exactly the
   same one (``cache_key``: model name, weights and config, task, every ``PruneConfig`` field, seed, version and
   the source of the layers pruning runs through). ``cached_seed_study`` keeps the circuits of seed studies
-  (notebooks 10, 11 and 14) the same way.
+  (notebooks 10, 11, 14 and 15) the same way.
 """
 
 from __future__ import annotations
